@@ -1,0 +1,139 @@
+"""aishim - the command line.  The only place that wires every layer together.
+
+    aishim run [--devices N] [--fw V] [-v] -- PROG ARGS...
+    aishim info [--devices N]
+    aishim as SRC -o OUT
+    aishim dis MODULE
+    aishim lib
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from aishim.errors import AishimError
+
+
+def _preload_path() -> str:
+    from interposer.build import ensure_built
+    return str(ensure_built())
+
+
+def child_env(args, base=None) -> dict:
+    """Environment for a program run under the shim."""
+    env = dict(os.environ if base is None else base)
+    lib = _preload_path()
+    pre = env.get("LD_PRELOAD", "")
+    env["LD_PRELOAD"] = lib + (" " + pre if pre else "")
+    if getattr(args, "devices", None) is not None:
+        env["AISHIM_DEVICES"] = str(args.devices)
+    if getattr(args, "fw", None):
+        env["AISHIM_FW"] = args.fw
+    if getattr(args, "verbose", False):
+        env["AISHIM_LOG"] = "debug"
+    return env
+
+
+def _resolve_program(prog: str) -> str:
+    path = prog if "/" in prog else shutil.which(prog)
+    if not path or not os.path.exists(path):
+        raise AishimError(f"{prog}: no such program")
+    if not os.access(path, os.X_OK) or os.path.isdir(path):
+        raise AishimError(f"{prog}: not executable")
+    return path
+
+
+def cmd_run(args) -> int:
+    if not args.command:
+        raise AishimError("run: no program given (aishim run -- PROG ARGS...)")
+    prog = _resolve_program(args.command[0])
+    env = child_env(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not spawn: the program gets our pid, our signals and its own exit
+    # status reaches the caller untouched.
+    os.execve(prog, args.command, env)
+    return 127  # not reached
+
+
+def cmd_info(args, out) -> int:
+    from aishim.info import device_info_lines
+    for line in device_info_lines(args.devices):
+        print(line, file=out)
+    return 0
+
+
+def cmd_as(args, out) -> int:
+    from pydriver.asm import AsmError, assemble_file
+    try:
+        assemble_file(args.source, args.output)
+    except AsmError as e:
+        raise AishimError(str(e)) from None
+    return 0
+
+
+def cmd_dis(args, out) -> int:
+    from pydriver.asm import disassemble
+    from structs.module import ModuleFormatError, parse_module
+    try:
+        with open(args.module, "rb") as f:
+            module = parse_module(f.read())
+    except ModuleFormatError as e:
+        raise AishimError(f"{args.module}: {e}") from None
+    out.write(disassemble(module))
+    return 0
+
+
+def cmd_lib(args, out) -> int:
+    print(_preload_path(), file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aishim", description="Run aicard binaries on a simulated device.")
+    p.add_argument("--traceback", action="store_true", help="show Python tracebacks on errors")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run a program with the shim preloaded")
+    r.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
+    r.add_argument("--fw", metavar="VERSION", help="firmware version to boot")
+    r.add_argument("-v", "--verbose", action="store_true", help="log every device call (AISHIM_LOG=debug)")
+    r.add_argument("command", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
+
+    i = sub.add_parser("info", help="describe the simulated devices")
+    i.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
+
+    a = sub.add_parser("as", help="assemble a kernel source file into a module")
+    a.add_argument("source")
+    a.add_argument("-o", dest="output", required=True)
+
+    d = sub.add_parser("dis", help="disassemble a module")
+    d.add_argument("module")
+
+    sub.add_parser("lib", help="print the preload library's path (LD_PRELOAD=$(aishim lib) ./app)")
+    return p
+
+
+def main(argv=None, out=None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        if args.cmd == "run":
+            return cmd_run(args)
+        return {"info": cmd_info, "as": cmd_as, "dis": cmd_dis, "lib": cmd_lib}[args.cmd](args, out)
+    except AishimError as e:
+        if args.traceback:
+            raise
+        print(f"aishim: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Build the two shared libraries of the interposer.
+
+* ``libaicard_preload.so`` - plain C (preload.c), what goes into LD_PRELOAD.
+  It links nothing but libc, so a process that never touches a device pays
+  for a few symbol lookups and nothing else.
+* ``libaicard_driver.so`` - a cffi *embedding* module: the Python driver
+  behind ``extern "Python+C"`` entry points.  The preload library dlopen()s it
+  on the first device access.
+
+The embedded interpreter must find this project's virtual environment with
+no environment variable set (``LD_PRELOAD=... ./app`` must just work), so the
+venv's interpreter path and site-packages are fixed here, at build time.
+
+    python -m interposer.build [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_OUT = ROOT / "build" / "lib"
+PRELOAD_NAME = "libaicard_preload.so"
+DRIVER_NAME = "libaicard_driver.so"
+MODULE_NAME = "_aicard_driver"
+
+# The one list of driver entry points.  The glue attaches a Python function
+# to each name (tests check that the two lists are the same); the preload
+# library looks each one up and refuses device access if any is missing.
+EXTERN_PYTHON = """
+extern "Python+C" int aicard_py_open(int minor, int fd, int flags);
+extern "Python+C" int aicard_py_close(int fd);
+extern "Python+C" int aicard_py_dup(int oldfd, int newfd);
+extern "Python+C" int aicard_py_ioctl(int fd, unsigned long req, void *buf, unsigned size,
+                                      int arg_fault, uint64_t argaddr);
+extern "Python+C" int aicard_py_mmap(int fd, uint64_t length, int prot, int flags, uint64_t offset,
+                                     int *out_fd, uint64_t *out_offset);
+extern "Python+C" int aicard_py_mapped(int fd, uint64_t addr, uint64_t length, uint64_t offset);
+extern "Python+C" int aicard_py_munmap(uint64_t addr, uint64_t length);
+"""
+
+CDEF = EXTERN_PYTHON + "int aicard_drv_boot(void);\n"
+
+
+def extern_names() -> list[str]:
+    import re
+    return re.findall(r"\b(aicard_py_\w+)\(", EXTERN_PYTHON)
+
+
+def _c_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _venv_paths() -> tuple[str, str]:
+    """(interpreter, site-packages) of the environment doing the build."""
+    exe = os.path.abspath(sys.executable)
+    purelib = sysconfig.get_paths()["purelib"]
+    return exe, purelib
+
+
+DRIVER_C = r"""
+#include <Python.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#define AISHIM_PYTHON %(python)s
+
+/* fork() from the host program while we own the interpreter: CPython's rule
+ * for a C caller is PyOS_BeforeFork / AfterFork_*, with the GIL held, or
+ * locks held by other threads stay locked forever in the child. */
+static PyGILState_STATE fork_gil;
+static void fork_prepare(void) { fork_gil = PyGILState_Ensure(); PyOS_BeforeFork(); }
+static void fork_parent(void) { PyOS_AfterFork_Parent(); PyGILState_Release(fork_gil); }
+static void fork_child(void) { PyOS_AfterFork_Child(); PyGILState_Release(fork_gil); }
+
+/* Called by the preload library before the first entry point.  If the host
+ * process is itself Python, its interpreter is used as it is (cffi does the
+ * same).  Otherwise start one configured as this project's venv would be:
+ * its prefix, its site-packages, no signal handlers (the host owns them),
+ * nothing taken from the host's PYTHON* variables, which are meant for
+ * whatever Python the host uses, not for us. */
+__attribute__((visibility("default"))) int aicard_drv_boot(void)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    int ret = 0;
+    pthread_mutex_lock(&lock);
+    if (!Py_IsInitialized()) {
+        PyConfig config;
+        PyConfig_InitPythonConfig(&config);
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        config.use_environment = 0;
+        config.user_site_directory = 0;
+        config.safe_path = 1;
+        PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, AISHIM_PYTHON);
+        if (!PyStatus_Exception(st))
+            st = PyConfig_SetBytesString(&config, &config.executable, AISHIM_PYTHON);
+        if (!PyStatus_Exception(st)) {
+            char *argv[] = { "aishim-driver", NULL };
+            st = PyConfig_SetBytesArgv(&config, 1, argv);
+        }
+        if (!PyStatus_Exception(st))
+            st = Py_InitializeFromConfig(&config);
+        PyConfig_Clear(&config);
+        if (PyStatus_Exception(st)) {
+            fprintf(stderr, "aishim: cannot start Python (%%s): %%s\n",
+                    st.func ? st.func : "?", st.err_msg ? st.err_msg : "?");
+            ret = -1;
+        } else {
+            PyEval_SaveThread();   /* release the GIL; cffi takes it per call */
+            pthread_atfork(fork_prepare, fork_parent, fork_child);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return ret;
+}
+"""
+
+INIT_CODE = r"""
+import sys
+
+def _import_glue():
+    try:
+        import interposer.glue as glue
+    except ImportError:
+        # A Python host whose sys.path does not know this project (the
+        # embedded interpreter always does): make our environment visible.
+        import site
+        site.addsitedir(%(site)r)
+        if %(root)r not in sys.path:
+            sys.path.append(%(root)r)
+        import interposer.glue as glue
+    return glue
+
+from %(module)s import ffi, lib
+_import_glue().attach(ffi, lib)
+"""
+
+
+def build_preload(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / PRELOAD_NAME
+    cc = os.environ.get("CC", "gcc")
+    cmd = [cc, "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-fvisibility=hidden",
+           "-shared", "-o", str(target), str(HERE / "preload.c"), "-ldl", "-lpthread"]
+    subprocess.run(cmd, check=True)
+    return target
+
+
+def build_driver(out: Path) -> Path:
+    import cffi
+
+    out.mkdir(parents=True, exist_ok=True)
+    python, purelib = _venv_paths()
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    ffi.embedding_init_code(INIT_CODE % {"site": purelib, "root": str(ROOT), "module": MODULE_NAME})
+    ffi.set_source(MODULE_NAME, DRIVER_C % {"python": _c_string(python)},
+                   extra_compile_args=["-O2", "-g"], libraries=["pthread"])
+    tmp = ROOT / "build" / "cffi"
+    tmp.mkdir(parents=True, exist_ok=True)
+    built = ffi.compile(tmpdir=str(tmp), target=DRIVER_NAME, verbose=False)
+    target = out / DRIVER_NAME
+    os.replace(built, target)
+    return target
+
+
+def sources() -> list[Path]:
+    return [HERE / "preload.c", HERE / "preload.h", Path(__file__).resolve()]
+
+
+def is_stale(out: Path = DEFAULT_OUT) -> bool:
+    libs = [out / PRELOAD_NAME, out / DRIVER_NAME]
+    if not all(p.exists() for p in libs):
+        return True
+    newest = max(p.stat().st_mtime for p in sources())
+    return any(p.stat().st_mtime < newest for p in libs)
+
+
+def build(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
+    return build_preload(out), build_driver(out)
+
+
+def ensure_built(out: Path = DEFAULT_OUT) -> Path:
+    """Path of the preload library, building both libraries if needed."""
+    if is_stale(out):
+        build(out)
+    return out / PRELOAD_NAME
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m interposer.build", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args(argv)
+    preload, driver = build(args.out)
+    print(preload)
+    print(driver)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

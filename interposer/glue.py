@@ -1,0 +1,85 @@
+"""The Python side of the preload library: cffi entry points -> Driver.
+
+Runs inside the host process, in the interpreter the driver library started
+(or in the host's own, when the host is Python).  Each entry point is
+attached with an explicit error value: cffi's default for an exception is 0,
+which for an ioctl means "success" - exactly the silent wrong answer a shim
+must never give.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import threading
+import traceback
+
+from pydriver.driver import Driver
+from pydriver.log import log
+
+_driver: Driver | None = None
+_driver_lock = threading.Lock()
+ATTACHED: list[str] = []
+
+
+def driver() -> Driver:
+    global _driver
+    if _driver is None:
+        with _driver_lock:
+            if _driver is None:
+                _driver = Driver()
+    return _driver
+
+
+def _on_error(exc_type, exc_value, tb):
+    # Reached only if Driver's own guard failed; still never fatal.
+    try:
+        log.error("exception at the C boundary (returning EIO):\n%s",
+                  "".join(traceback.format_exception(exc_type, exc_value, tb)))
+    except Exception:
+        sys.stderr.write("aishim: exception at the C boundary\n")
+    return None
+
+
+def attach(ffi, lib) -> None:
+    def extern(fn):
+        ATTACHED.append(fn.__name__)
+        return ffi.def_extern(error=-errno.EIO, onerror=_on_error)(fn)
+
+    @extern
+    def aicard_py_open(minor, fd, flags):
+        return driver().open(minor, fd, flags)
+
+    @extern
+    def aicard_py_close(fd):
+        return driver().close(fd)
+
+    @extern
+    def aicard_py_dup(oldfd, newfd):
+        return driver().dup(oldfd, newfd)
+
+    @extern
+    def aicard_py_ioctl(fd, req, buf, size, arg_fault, argaddr):
+        arg = ffi.buffer(buf, size) if size else bytearray()
+        return driver().ioctl(fd, req, arg, bool(arg_fault), argaddr)
+
+    @extern
+    def aicard_py_mmap(fd, length, prot, flags, offset, out_fd, out_offset):
+        r, vfd, voff = driver().mmap(fd, length, prot, flags, offset)
+        out_fd[0] = vfd
+        out_offset[0] = voff
+        return r
+
+    @extern
+    def aicard_py_mapped(fd, addr, length, offset):
+        return driver().mapped(fd, addr, length, offset)
+
+    @extern
+    def aicard_py_munmap(addr, length):
+        return driver().munmap(addr, length)
+
+    from interposer.build import extern_names
+    missing = set(extern_names()) - set(ATTACHED)
+    if missing:
+        # Unattached entry points would print to stderr and return 0.
+        log.error("driver entry points not attached: %s", ", ".join(sorted(missing)))

@@ -1,0 +1,48 @@
+"""Driver configuration, read from the environment of the host process.
+
+The CLI (aishim run) sets these for the child; a bare LD_PRELOAD run gets the
+defaults.  Every variable is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DEVICES = 4
+DEFAULT_VRAM = 4 << 30
+
+
+def _int(env, name: str, default: int) -> int:
+    v = env.get(name, "")
+    try:
+        return int(v, 0) if v else default
+    except ValueError:
+        return default
+
+
+@dataclass
+class Config:
+    devices: int = DEFAULT_DEVICES
+    vram_size: int = DEFAULT_VRAM
+    fw: str | None = None            # firmware version to boot, None = newest
+    log_level: str = "warning"
+    log_file: str | None = None
+    watchdog_s: float = 10.0         # a launch running longer faults with a timeout
+
+    @classmethod
+    def from_env(cls, env=None) -> "Config":
+        env = os.environ if env is None else env
+        level = env.get("AISHIM_LOG", "warning").lower()
+        try:
+            watchdog = float(env.get("AISHIM_WATCHDOG", "10"))
+        except ValueError:
+            watchdog = 10.0
+        return cls(
+            devices=max(0, min(16, _int(env, "AISHIM_DEVICES", DEFAULT_DEVICES))),
+            vram_size=_int(env, "AISHIM_VRAM_MB", DEFAULT_VRAM >> 20) << 20,
+            fw=env.get("AISHIM_FW") or None,
+            log_level=level,
+            log_file=env.get("AISHIM_LOG_FILE") or None,
+            watchdog_s=watchdog,
+        )

@@ -1,0 +1,272 @@
+"""The driver's front door: file descriptors in, kernel-style answers out.
+
+Both front-ends (the preload library's glue, and the ptrace tracer) call the
+same methods with plain values and buffers.  Every method returns >= 0 or
+-errno and never raises: this is the boundary where a driver bug becomes a
+log line and EIO instead of a dead host process.
+
+fd semantics follow Linux: an fd refers to an open file (one context);
+dup() makes another fd for the same file; the context dies when its last fd
+is closed.  A buffer object still mapped by the process outlives both its
+handle and its context until it is unmapped, as a GEM object does.
+
+After fork() the child must not touch the parent's devices (their VRAM is a
+shared memfd: the child's allocations would land in the parent's buffers).
+Device fds inherited by the child answer EBADFD; the child may open the
+device again and gets a fresh device of its own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import logging
+import mmap as mmap_mod
+import os
+import threading
+import traceback
+from dataclasses import dataclass
+
+from pydriver import ioctls
+from pydriver.config import Config
+from pydriver.context import Context
+from pydriver.device import Device
+from pydriver.errors import DriverError
+from pydriver.log import configure as configure_log
+from pydriver.log import log
+from pydriver.uaccess import UserMemory
+from structs import describe, ioc, uapi
+from structs.layout import LayoutError
+
+
+@dataclass(eq=False)
+class File:
+    """An open file description of a device node."""
+
+    ctx: Context
+    refs: int = 1
+    inherited: bool = False       # came through fork(): refused
+
+
+@dataclass(eq=False)
+class Mapping:
+    start: int
+    end: int
+    bo: object
+    device: Device
+
+
+class Driver:
+    def __init__(self, config: Config | None = None, mm: UserMemory | None = None):
+        self.config = config or Config.from_env()
+        configure_log(self.config.log_level, self.config.log_file)
+        self.mm = mm or UserMemory()
+        self.lock = threading.Lock()          # files, devices, mappings
+        self.devices: dict[int, Device] = {}
+        self.files: dict[int, File] = {}
+        self.maps: list[Mapping] = []         # sorted by start
+        self._unknown_logged: set = set()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_child)
+
+    # -- helpers --------------------------------------------------------
+
+    def device(self, minor: int) -> Device:
+        with self.lock:
+            dev = self.devices.get(minor)
+            if dev is None:
+                dev = self.devices[minor] = Device(minor, self.config)
+            return dev
+
+    def _file(self, fd: int) -> File:
+        f = self.files.get(fd)
+        if f is None:
+            raise DriverError(errno.EBADF, f"fd {fd} is not a device file")
+        if f.inherited:
+            raise DriverError(errno.EBADFD, f"fd {fd} was inherited across fork(); open the device again")
+        return f
+
+    def _guard(self, what: str, fn, *args) -> int:
+        try:
+            r = fn(*args)
+            return 0 if r is None else r
+        except DriverError as e:
+            log.debug("%s -> %s", what, e)
+            return -e.errno
+        except Exception:
+            log.error("driver bug in %s (returning EIO):\n%s", what, traceback.format_exc())
+            return -errno.EIO
+
+    # -- open / close / dup ---------------------------------------------
+
+    def open(self, minor: int, fd: int, flags: int = 0) -> int:
+        return self._guard(f"open(aicard{minor})", self._open, minor, fd)
+
+    def _open(self, minor: int, fd: int) -> int:
+        if not 0 <= minor < self.config.devices:
+            raise DriverError(errno.ENODEV, f"no device aicard{minor}")
+        dev = self.device(minor)
+        with dev.lock:
+            ctx = Context(dev, self.mm)
+            dev.contexts.add(ctx)
+        with self.lock:
+            self.files[fd] = File(ctx)
+        log.debug("open(/dev/aicard%d) = %d (context %d)", minor, fd, ctx.id)
+        return 0
+
+    def dup(self, oldfd: int, newfd: int) -> int:
+        def _dup():
+            with self.lock:
+                f = self.files.get(oldfd)
+                if f is None:
+                    raise DriverError(errno.EBADF, f"fd {oldfd} is not a device file")
+                self._drop(newfd)
+                f.refs += 1
+                self.files[newfd] = f
+        return self._guard(f"dup({oldfd}, {newfd})", _dup)
+
+    def close(self, fd: int) -> int:
+        def _close():
+            with self.lock:
+                self._drop(fd)
+        return self._guard(f"close({fd})", _close)
+
+    def _drop(self, fd: int) -> None:
+        """Forget fd; destroy its context with the last reference (lock held)."""
+        f = self.files.pop(fd, None)
+        if f is None:
+            return
+        f.refs -= 1
+        if f.refs == 0 and not f.inherited:
+            self._destroy_context(f.ctx)
+
+    def _destroy_context(self, ctx: Context) -> None:
+        dev = ctx.device
+        with dev.lock:
+            for bo in list(ctx.bos.values()):
+                ioctls.destroy_bo(ctx, bo)
+            ctx.queues.clear()
+            ctx.events.clear()
+            ctx.modules.clear()
+            dev.contexts.discard(ctx)
+            dev.cond.notify_all()
+        log.debug("context %d destroyed", ctx.id)
+
+    # -- ioctl ----------------------------------------------------------
+
+    def ioctl(self, fd: int, req: int, buf, arg_fault: bool = False, argaddr: int = 0) -> int:
+        req &= 0xFFFFFFFF
+        try:
+            f = self._file(fd)
+        except DriverError as e:
+            return -e.errno
+        h = ioctls.HANDLERS.get(req)
+        if h is None:
+            return self._unknown(fd, req)
+        name = h.ioctl.name
+        if arg_fault:
+            log.debug("%s(fd %d): bad argument pointer 0x%x", name, fd, argaddr)
+            return -errno.EFAULT
+        try:
+            rec = h.codec.unpack(buf)
+        except LayoutError as e:
+            log.debug("%s(fd %d): %s", name, fd, e)
+            return -errno.EINVAL
+        debug = log.isEnabledFor(logging.DEBUG)
+        before = describe.record(h.ioctl.layout, rec) if debug else None
+        dev = f.ctx.device
+        with dev.lock:
+            ret = self._guard(name, h.fn, f.ctx, rec)
+        if ret >= 0:
+            h.codec.pack_into(buf, 0, rec)
+        if debug:
+            out = describe.record(h.ioctl.layout, rec, h.ioctl.outputs) if ret >= 0 and h.ioctl.outputs else ""
+            log.debug("ioctl(%d, %s, %s) = %s%s", fd, name, before, _ret(ret), f" => {out}" if out else "")
+        return ret
+
+    def _unknown(self, fd: int, req: int) -> int:
+        key = req
+        if key not in self._unknown_logged:
+            self._unknown_logged.add(key)
+            nr = ioc.ioc_nr(req)
+            known = [i for i in uapi.IOCTLS if i.nr == nr and ioc.ioc_type(req) == uapi.IOCTL_TYPE]
+            hint = f" (nr {nr:#x} is {known[0].c_macro}, {known[0].request:#010x})" if known else ""
+            log.warning("unknown ioctl on fd %d: nr=%d req=%#010x %s%s -> ENOTTY", fd, nr, req,
+                        ioc.decode(req), hint)
+        return -errno.ENOTTY
+
+    # -- mmap -----------------------------------------------------------
+
+    def mmap(self, fd: int, length: int, prot: int, flags: int, offset: int) -> tuple[int, int, int]:
+        """(0, vram fd, vram offset) to map, or (-errno, -1, 0)."""
+        out = []
+
+        def _mmap():
+            f = self._file(fd)
+            ctx = f.ctx
+            with ctx.device.lock:
+                bo = ctx.bo_by_mmap.get(offset)
+                if bo is None:
+                    raise DriverError(errno.EINVAL, f"offset {offset:#x} is no buffer of context {ctx.id}")
+                if not flags & mmap_mod.MAP_SHARED:
+                    raise DriverError(errno.EINVAL, "device memory can only be mapped MAP_SHARED")
+                if not 0 < length <= bo.size:
+                    raise DriverError(errno.EINVAL, f"length {length:#x} is not 1..{bo.size:#x}")
+                out.append((ctx.device.vram.fd, bo.vram_offset))
+        r = self._guard(f"mmap(fd {fd}, offset {offset:#x})", _mmap)
+        return (r, *out[0]) if r >= 0 else (r, -1, 0)
+
+    def mapped(self, fd: int, addr: int, length: int, offset: int) -> int:
+        def _mapped():
+            f = self.files.get(fd)
+            if f is None:
+                return
+            dev = f.ctx.device
+            with dev.lock:
+                bo = f.ctx.bo_by_mmap.get(offset)
+                if bo is None:
+                    return
+                bo.host_maps += 1
+            with self.lock:
+                m = Mapping(addr, addr + length, bo, dev)
+                self.maps.insert(bisect.bisect_left([x.start for x in self.maps], addr), m)
+            log.debug("mmap(fd %d, BO %d) = 0x%x (+0x%x)", fd, bo.handle, addr, length)
+        return self._guard("mapped", _mapped)
+
+    def munmap(self, addr: int, length: int) -> int:
+        def _munmap():
+            end = addr + length
+            with self.lock:
+                keep, gone = [], []
+                for m in self.maps:
+                    if m.end <= addr or m.start >= end:
+                        keep.append(m)
+                        continue
+                    pieces = [(s, e) for s, e in ((m.start, addr), (end, m.end)) if e > s]
+                    keep.extend(Mapping(s, e, m.bo, m.device) for s, e in pieces)
+                    gone.append((m, len(pieces)))
+                self.maps = sorted(keep, key=lambda m: m.start)
+            for m, pieces in gone:
+                with m.device.lock:
+                    m.bo.host_maps += pieces - 1
+                    if m.bo.host_maps == 0 and m.bo.destroyed and m.bo in m.device.orphans:
+                        m.device.orphans.discard(m.bo)
+                        m.device.free_bo_memory(m.bo)
+        return self._guard("munmap", _munmap)
+
+    # -- fork -----------------------------------------------------------
+
+    def _after_fork_child(self) -> None:
+        """The devices belong to the parent: forget them, refuse inherited fds."""
+        self.lock = threading.Lock()
+        for dev in self.devices.values():
+            dev.close()
+        self.devices = {}
+        self.maps = []
+        for f in self.files.values():
+            f.inherited = True
+        self.mm = UserMemory()
+
+
+def _ret(r: int) -> str:
+    return str(r) if r >= 0 else f"-1 {errno.errorcode.get(-r, -r)}"

@@ -1,0 +1,12 @@
+"""What the simulated aicard is: the numbers DEV_QUERY reports."""
+
+VENDOR_ID = 0x1CA1
+DEVICE_ID = 0x0001
+NAME = b"aicard-sim"
+CORE_COUNT = 8
+WARP_SIZE = 32
+MAX_THREADS_PER_BLOCK = 1024
+MAX_SHARED_PER_BLOCK = 48 << 10
+MAX_GRID = (0x7FFFFFFF, 0xFFFF, 0xFFFF)
+MAX_BLOCK = (1024, 1024, 64)
+TIMESTAMP_FREQ = 1_000_000_000      # 1 tick = 1 ns

@@ -1,0 +1,372 @@
+"""The ioctl handlers, one per request, and the table that dispatches to them.
+
+A handler gets the context and the decoded argument record (inputs filled,
+outputs zero), fills in its outputs and returns >= 0, or raises DriverError.
+The dispatcher (driver.py) decodes, calls under the device lock, and encodes
+the record back.  Nested user pointers go through ctx.mm (uaccess.py).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Callable
+
+from pydriver import hw
+from pydriver.bo import BufferObject
+from pydriver.errors import DriverError
+from pydriver.event import Event
+from pydriver.log import log
+from pydriver.queue import Op, Queue
+from pydriver.ranges import align_up
+from structs import uapi
+from structs.enums import CmdType, CopyKind, EventStatus, QueryType
+from structs.layout import LayoutError
+
+EINVAL, EFAULT, ENOMEM, ENOENT = errno.EINVAL, errno.EFAULT, errno.ENOMEM, errno.ENOENT
+
+
+def _require(cond: bool, message: str, err: int = EINVAL) -> None:
+    if not cond:
+        raise DriverError(err, message)
+
+
+def _zero(value, what: str) -> None:
+    _require(value == 0, f"{what} must be 0, got {value:#x}")
+
+
+# -- DEV_QUERY ---------------------------------------------------------------
+
+def _answer(ctx, qtype: int) -> bytes:
+    dev = ctx.device
+    if qtype == QueryType.DEVICE_INFO:
+        return uapi.DeviceInfo.codec().pack(dev.info())
+    if qtype == QueryType.MEM_INFO:
+        return uapi.MemInfo.codec().pack(uapi.MemInfo.codec().make(
+            vram_size=dev.vram.size, vram_used=dev.vram.used, ctx_used=ctx.used,
+            ctx_bo_count=len(ctx.bos)))
+    if qtype == QueryType.CLOCK:
+        return uapi.Clock.codec().pack(uapi.Clock.codec().make(
+            timestamp=dev.clock.now(), freq=dev.clock.freq))
+    raise DriverError(EINVAL, f"unknown query type {qtype}")
+
+
+def ioctl_dev_query(ctx, a) -> int:
+    answer = _answer(ctx, a.type)
+    if a.pointer:
+        ctx.mm.write(a.pointer, answer[:a.size])
+    a.size = len(answer)
+    return 0
+
+
+# -- buffer objects ----------------------------------------------------------
+
+def ioctl_bo_create(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    _require(a.size > 0, "size must be > 0")
+    dev = ctx.device
+    size = align_up(a.size, uapi.PAGE_SIZE)
+    _require(size <= dev.vram.size, f"size {a.size:#x} exceeds VRAM ({dev.vram.size:#x})", ENOMEM)
+    offset = dev.vram.alloc(size)
+    _require(offset is not None, f"no {size:#x} bytes free in VRAM ({dev.vram.used:#x} of "
+             f"{dev.vram.size:#x} used)", ENOMEM)
+    bo = BufferObject(ctx.new_handle(), size, offset)
+    va = ctx.vm.map(bo)
+    if va is None:
+        dev.vram.free(offset, size)
+        raise DriverError(ENOMEM, "GPU address space of the context is full")
+    bo.gpu_va = va
+    ctx.bos[bo.handle] = bo
+    ctx.bo_by_mmap[bo.mmap_offset] = bo
+    ctx.used += size
+    a.handle, a.gpu_va = bo.handle, va
+    return 0
+
+
+def destroy_bo(ctx, bo) -> None:
+    """Drop bo from ctx; its VRAM stays while user space still maps it."""
+    del ctx.bos[bo.handle]
+    del ctx.bo_by_mmap[bo.mmap_offset]
+    ctx.vm.unmap(bo)
+    ctx.used -= bo.size
+    bo.destroyed = True
+    if bo.host_maps:
+        ctx.device.orphans.add(bo)
+    else:
+        ctx.device.free_bo_memory(bo)
+
+
+def ioctl_bo_destroy(ctx, a) -> int:
+    destroy_bo(ctx, ctx.bo(a.handle))
+    return 0
+
+
+def ioctl_bo_mmap_offset(ctx, a) -> int:
+    a.offset = ctx.bo(a.handle).mmap_offset
+    return 0
+
+
+# -- queues ------------------------------------------------------------------
+
+def ioctl_queue_create(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    _require(a.priority <= 3, f"priority {a.priority} is not 0..3")
+    _require(len(ctx.queues) < 64, "too many queues in this context", errno.EBUSY)
+    q = Queue(ctx.new_handle(), a.priority)
+    ctx.queues[q.queue_id] = q
+    a.queue_id = q.queue_id
+    return 0
+
+
+def ioctl_queue_destroy(ctx, a) -> int:
+    q = ctx.queue(a.queue_id)
+    _require(q.idle, f"queue {a.queue_id} still has {len(q.pending)} commands waiting", errno.EBUSY)
+    del ctx.queues[a.queue_id]
+    return 0
+
+
+# -- SUBMIT ------------------------------------------------------------------
+
+_CMD_LAYOUTS = {
+    CmdType.LAUNCH: uapi.CmdLaunch,
+    CmdType.EVENT_RECORD: uapi.CmdEvent,
+    CmdType.EVENT_WAIT: uapi.CmdEvent,
+    CmdType.EVENT_RESET: uapi.CmdEvent,
+    CmdType.MEMBAR: uapi.CmdMembar,
+}
+
+
+def _decode_cmd(raw: bytes, index: int):
+    ctype = int.from_bytes(raw[:4], "little")
+    layout = _CMD_LAYOUTS.get(ctype)
+    _require(layout is not None, f"command {index}: unknown type {ctype}")
+    codec = layout.codec()
+    try:
+        cmd = codec.unpack(raw)
+    except LayoutError as e:
+        raise DriverError(EINVAL, f"command {index} ({layout.name}): {e}") from None
+    _require(not any(raw[codec.size:]), f"command {index}: bytes past its {codec.size}-byte layout must be zero")
+    _zero(cmd.flags, f"command {index}: flags")
+    return ctype, cmd
+
+
+def _launch_op(ctx, cmd, index: int) -> Op:
+    loaded = ctx.module(cmd.module)
+    fns = loaded.module.functions
+    _require(cmd.function < len(fns), f"command {index}: module {cmd.module} has no function {cmd.function}")
+    fn = fns[cmd.function]
+    _require(all(g >= 1 for g in cmd.grid) and all(b >= 1 for b in cmd.block),
+             f"command {index}: grid {cmd.grid} / block {cmd.block} has a zero dimension")
+    _require(all(g <= m for g, m in zip(cmd.grid, hw.MAX_GRID)), f"command {index}: grid {cmd.grid} too large")
+    _require(all(b <= m for b, m in zip(cmd.block, hw.MAX_BLOCK)), f"command {index}: block {cmd.block} too large")
+    threads = cmd.block[0] * cmd.block[1] * cmd.block[2]
+    _require(threads <= hw.MAX_THREADS_PER_BLOCK, f"command {index}: {threads} threads per block > "
+             f"{hw.MAX_THREADS_PER_BLOCK}")
+    _require(fn.shared_size + cmd.shared_size <= hw.MAX_SHARED_PER_BLOCK,
+             f"command {index}: {fn.shared_size + cmd.shared_size} bytes of shared memory > "
+             f"{hw.MAX_SHARED_PER_BLOCK}")
+    _require(cmd.params_size == fn.param_size, f"command {index}: params_size {cmd.params_size} but "
+             f"{fn.name} takes {fn.param_size} bytes")
+    params = ctx.mm.read(cmd.params, cmd.params_size) if cmd.params_size else b""
+    return Op("launch", {
+        "program": loaded.program, "function": cmd.function, "name": fn.name,
+        "grid": tuple(cmd.grid), "block": tuple(cmd.block), "shared_size": cmd.shared_size,
+        "params": params, "module": cmd.module,
+    })
+
+
+_EVENT_OPS = {CmdType.EVENT_RECORD: "event_record", CmdType.EVENT_WAIT: "event_wait",
+              CmdType.EVENT_RESET: "event_reset"}
+
+
+def ioctl_submit(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    q = ctx.queue(a.queue_id)
+    _require(1 <= a.cmd_count <= uapi.SUBMIT_MAX_CMDS, f"cmd_count {a.cmd_count} is not 1..{uapi.SUBMIT_MAX_CMDS}")
+    _require(uapi.CMD_SIZE <= a.cmd_stride <= 4096 and a.cmd_stride % 8 == 0,
+             f"cmd_stride {a.cmd_stride} is not a multiple of 8 in {uapi.CMD_SIZE}..4096")
+    raw = ctx.mm.read(a.cmds, a.cmd_count * a.cmd_stride)
+    # Decode and check every command before queuing any: a submit either
+    # goes in whole or not at all.
+    ops = []
+    for i in range(a.cmd_count):
+        ctype, cmd = _decode_cmd(raw[i * a.cmd_stride:(i + 1) * a.cmd_stride], i)
+        if ctype == CmdType.LAUNCH:
+            ops.append(_launch_op(ctx, cmd, i))
+        elif ctype in _EVENT_OPS:
+            ops.append(Op(_EVENT_OPS[ctype], {"event": ctx.event(cmd.event)}))
+        else:
+            ops.append(Op("membar", {}))
+    dev = ctx.device
+    for op in ops:
+        if op.kind == "event_record":
+            ev = op.args["event"]
+            ev.pending_records += 1
+            ev.status = EventStatus.PENDING
+            ev.queue_id = q.queue_id
+        try:
+            a.fence = dev.submit(ctx, q, op)
+        except DriverError:
+            if op.kind == "event_record":
+                op.args["event"].pending_records -= 1
+            raise
+        if op.kind == "event_record":
+            op.args["event"].fence = a.fence
+    return 0
+
+
+def ioctl_wait(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    q = ctx.queue(a.queue_id)
+    _require(a.fence <= q.last_seqno, f"fence {a.fence} was never issued on queue {a.queue_id} "
+             f"(last is {q.last_seqno})")
+    done = ctx.device.wait(lambda: q.completed >= a.fence, a.timeout_ns)
+    a.completed = q.completed
+    if not done:
+        raise DriverError(errno.ETIMEDOUT, f"fence {a.fence} of queue {a.queue_id} not done in time")
+    a.status = q.status_of(a.fence)
+    return 0
+
+
+# -- copies ------------------------------------------------------------------
+
+def ioctl_copy(ctx, a) -> int:
+    _require(a.flags & ~uapi.COPY_SYNC == 0, f"unknown flags {a.flags:#x}")
+    q = ctx.queue(a.queue_id)
+    _require(a.kind in (CopyKind.HTOD, CopyKind.DTOH, CopyKind.DTOD), f"unknown copy kind {a.kind}")
+    if a.size:
+        # Device ranges are checked now, user pointers when the copy runs.
+        if a.kind != CopyKind.HTOD:
+            ctx.range(a.src, a.size, "copy source")
+        if a.kind != CopyKind.DTOH:
+            ctx.range(a.dst, a.size, "copy destination")
+    op = Op("copy", {"kind": a.kind, "dst": a.dst, "src": a.src, "size": a.size})
+    a.fence = ctx.device.submit(ctx, q, op, sync=bool(a.flags & uapi.COPY_SYNC))
+    return 0
+
+
+def ioctl_memset(ctx, a) -> int:
+    _require(a.flags & ~uapi.COPY_SYNC == 0, f"unknown flags {a.flags:#x}")
+    q = ctx.queue(a.queue_id)
+    _require(a.elem_size in (1, 2, 4), f"elem_size {a.elem_size} is not 1, 2 or 4")
+    _require(a.dst % a.elem_size == 0, f"dst {a.dst:#x} is not aligned to {a.elem_size}")
+    if a.count:
+        ctx.range(a.dst, a.count * a.elem_size, "memset destination")
+    op = Op("memset", {"dst": a.dst, "count": a.count, "elem_size": a.elem_size, "value": a.value})
+    a.fence = ctx.device.submit(ctx, q, op, sync=bool(a.flags & uapi.COPY_SYNC))
+    return 0
+
+
+# -- modules -----------------------------------------------------------------
+
+@dataclass(eq=False)
+class LoadedModule:
+    handle: int
+    module: object
+    program: object           # pydriver.sim.executor.Program
+
+
+def ioctl_module_load(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    _require(0 < a.size <= uapi.MODULE_MAX_SIZE, f"module size {a.size} is not 1..{uapi.MODULE_MAX_SIZE}")
+    # Imported here: a program that never loads a module never pays for
+    # the executor and numpy's start-up.
+    from pydriver.sim.executor import Program
+    from structs.module import ModuleFormatError, parse_module
+
+    image = ctx.mm.read(a.image, a.size)
+    try:
+        module = parse_module(image)
+        program = Program.from_module(module)
+    except ModuleFormatError as e:
+        log.warning("aicard%d ctx %d: module rejected: %s", ctx.device.minor, ctx.id, e)
+        raise DriverError(EINVAL, f"bad module image: {e}") from None
+    loaded = LoadedModule(ctx.new_handle(), module, program)
+    ctx.modules[loaded.handle] = loaded
+    a.handle = loaded.handle
+    a.function_count = len(module.functions)
+    return 0
+
+
+def ioctl_module_unload(ctx, a) -> int:
+    ctx.module(a.handle)
+    del ctx.modules[a.handle]
+    return 0
+
+
+_PARAM = uapi.ParamInfo.codec()
+
+
+def ioctl_module_function(ctx, a) -> int:
+    fns = ctx.module(a.module).module.functions
+    nul = a.name.find(b"\0")
+    _require(nul >= 0, "name is not NUL-terminated")
+    name = a.name[:nul].decode("utf-8", "replace")
+    if name:
+        matches = [i for i, f in enumerate(fns) if f.name == name]
+        _require(bool(matches), f"module {a.module} has no function {name!r}", ENOENT)
+        a.index = matches[0]
+    else:
+        _require(a.index < len(fns), f"module {a.module} has no function {a.index}")
+    fn = fns[a.index]
+    _require(len(fn.params) <= uapi.MAX_PARAMS, f"{fn.name} has more than {uapi.MAX_PARAMS} parameters")
+    a.name = fn.name.encode()[:uapi.NAME_LEN - 1].ljust(uapi.NAME_LEN, b"\0")
+    a.param_size = fn.param_size
+    a.param_count = len(fn.params)
+    a.shared_size = fn.shared_size
+    a.num_regs = fn.num_regs
+    a.params = b"".join(_PARAM.pack(_PARAM.record(p.offset, p.size, p.kind)) for p in fn.params) \
+        .ljust(uapi.MAX_PARAMS * 4, b"\0")
+    return 0
+
+
+# -- events ------------------------------------------------------------------
+
+def ioctl_event_create(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    ev = Event(ctx.new_handle())
+    ctx.events[ev.handle] = ev
+    a.handle = ev.handle
+    return 0
+
+
+def ioctl_event_destroy(ctx, a) -> int:
+    ctx.event(a.handle)
+    del ctx.events[a.handle]   # queued commands keep the object alive
+    return 0
+
+
+def ioctl_event_query(ctx, a) -> int:
+    ev = ctx.event(a.handle)
+    a.status, a.timestamp, a.fence, a.queue_id = ev.status, ev.timestamp, ev.fence, ev.queue_id
+    return 0
+
+
+def ioctl_event_wait(ctx, a) -> int:
+    """Wait until no record of the event is outstanding (an event never
+    recorded, or already signalled, returns at once)."""
+    _zero(a.flags, "flags")
+    ev = ctx.event(a.handle)
+    if not ctx.device.wait(lambda: ev.pending_records == 0, a.timeout_ns):
+        raise DriverError(errno.ETIMEDOUT, f"event {a.handle} not signalled in time")
+    return 0
+
+
+def ioctl_event_signal(ctx, a) -> int:
+    ctx.device.signal_event(ctx, ctx.event(a.handle))
+    return 0
+
+
+# -- the table ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Handler:
+    ioctl: uapi.Ioctl
+    fn: Callable
+    codec: object
+
+
+HANDLERS: dict[int, Handler] = {}
+for _io in uapi.IOCTLS:
+    _fn = globals()["ioctl_" + _io.name.lower()]
+    HANDLERS[_io.request] = Handler(_io, _fn, _io.layout.codec())

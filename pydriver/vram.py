@@ -1,0 +1,55 @@
+"""Device memory: one sparse memfd per device.
+
+The same pages are seen three ways: by the simulated device through a numpy
+view of the driver's own mapping, by user space through mmap() of a buffer
+object (the preload library maps this memfd at the BO's offset: zero copy),
+and by copies, which process_vm_readv/writev straight into the mapping.
+Pages are only allocated when touched; freeing a range punches it out, so
+memory returns to the host and a new buffer never sees old contents.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+
+from pydriver.ranges import RangeAllocator, align_up
+from pydriver.uaccess import buffer_address
+
+PAGE = 4096
+
+
+class Vram:
+    def __init__(self, size: int, name: str):
+        self.size = align_up(size, PAGE)
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, self.size)
+        self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.u8 = np.frombuffer(self._map, dtype=np.uint8)
+        self.address = buffer_address(self._map)
+        self._alloc = RangeAllocator(0, self.size)
+
+    @property
+    def used(self) -> int:
+        return self._alloc.used
+
+    def alloc(self, size: int) -> int | None:
+        """Offset of a fresh zeroed range of size bytes (page-rounded), or None."""
+        return self._alloc.alloc(align_up(size, PAGE), align=PAGE)
+
+    def free(self, offset: int, size: int) -> None:
+        size = align_up(size, PAGE)
+        self._map.madvise(mmap.MADV_REMOVE, offset, size)
+        self._alloc.free(offset, size)
+
+    def close(self) -> None:
+        """Drop this process's handles without touching the pages (after fork
+        the parent still uses them)."""
+        self.u8 = None
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # a numpy view is still alive somewhere; the mapping dies with it
+        os.close(self.fd)

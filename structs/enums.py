@@ -1,0 +1,52 @@
+"""Value -> name maps of the UAPI (aicard_uapi.h enums).  Layouts live in
+uapi.py; these are kept apart so decoding never depends on presentation."""
+
+from enum import IntEnum
+
+
+class QueryType(IntEnum):
+    DEVICE_INFO = 0
+    MEM_INFO = 1
+    CLOCK = 2
+
+
+class CmdType(IntEnum):
+    LAUNCH = 1
+    EVENT_RECORD = 2
+    EVENT_WAIT = 3
+    EVENT_RESET = 4
+    MEMBAR = 5
+
+
+class CopyKind(IntEnum):
+    HTOD = 1
+    DTOH = 2
+    DTOD = 3
+
+
+class FenceStatus(IntEnum):
+    OK = 0
+    FAULT = 1
+    TIMEOUT = 2
+
+
+class EventStatus(IntEnum):
+    UNSIGNALED = 0
+    PENDING = 1
+    SIGNALED = 2
+
+
+class ParamKind(IntEnum):
+    U32 = 0
+    I32 = 1
+    F32 = 2
+    U64 = 3
+    PTR = 4
+
+
+def name_of(enum_cls, value: int) -> str:
+    """The enum name, or the number for a value the header does not define."""
+    try:
+        return enum_cls(value).name
+    except ValueError:
+        return str(value)
