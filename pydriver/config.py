@@ -29,6 +29,7 @@ class Config:
     log_level: str = "warning"
     log_file: str | None = None
     watchdog_s: float = 10.0         # a launch running longer faults with a timeout
+    inject_bug: str | None = None    # test hook: this ioctl's handler raises (must become EIO)
 
     @classmethod
     def from_env(cls, env=None) -> "Config":
@@ -45,4 +46,5 @@ class Config:
             log_level=level,
             log_file=env.get("AISHIM_LOG_FILE") or None,
             watchdog_s=watchdog,
+            inject_bug=env.get("AISHIM_INJECT_BUG") or None,
         )

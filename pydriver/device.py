@@ -93,7 +93,7 @@ class Device:
         with an error status, as hardware would report them."""
         if ctx.faulted is not None:
             raise DriverError(errno.ECANCELED, f"context {ctx.id} was lost to a device fault: {ctx.faulted}")
-        if queue.idle:
+        if queue.idle and firmware.runnable(ctx, op):
             self._execute(ctx, op)
             seqno = queue.push(op)
             queue.pending.pop()

@@ -173,10 +173,11 @@ class Driver:
             log.debug("%s(fd %d): %s", name, fd, e)
             return -errno.EINVAL
         debug = log.isEnabledFor(logging.DEBUG)
-        before = describe.record(h.ioctl.layout, rec) if debug else None
+        before = describe.record(h.ioctl.layout, rec, exclude=h.ioctl.outputs) if debug else None
         dev = f.ctx.device
+        fn = _injected_bug if name == self.config.inject_bug else h.fn
         with dev.lock:
-            ret = self._guard(name, h.fn, f.ctx, rec)
+            ret = self._guard(name, fn, f.ctx, rec)
         if ret >= 0:
             h.codec.pack_into(buf, 0, rec)
         if debug:
@@ -266,6 +267,10 @@ class Driver:
         for f in self.files.values():
             f.inherited = True
         self.mm = UserMemory()
+
+
+def _injected_bug(ctx, rec):
+    raise RuntimeError("bug injected by AISHIM_INJECT_BUG")
 
 
 def _ret(r: int) -> str:

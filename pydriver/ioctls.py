@@ -343,11 +343,11 @@ def ioctl_event_query(ctx, a) -> int:
 
 
 def ioctl_event_wait(ctx, a) -> int:
-    """Wait until no record of the event is outstanding (an event never
-    recorded, or already signalled, returns at once)."""
+    """Wait until the event is signalled: the same condition a queue's
+    CMD_EVENT_WAIT waits for (an event never recorded times out)."""
     _zero(a.flags, "flags")
     ev = ctx.event(a.handle)
-    if not ctx.device.wait(lambda: ev.pending_records == 0, a.timeout_ns):
+    if not ctx.device.wait(lambda: ev.status == EventStatus.SIGNALED, a.timeout_ns):
         raise DriverError(errno.ETIMEDOUT, f"event {a.handle} not signalled in time")
     return 0
 

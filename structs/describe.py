@@ -30,6 +30,7 @@ def value(name: str, v) -> str:
     return str(v)
 
 
-def record(layout: Layout, rec, only=None, **params) -> str:
-    names = only if only is not None else [f.name for f in layout.fields(**params) if not f.is_const]
+def record(layout: Layout, rec, only=None, exclude=(), **params) -> str:
+    names = only if only is not None else [
+        f.name for f in layout.fields(**params) if not f.is_const and f.name not in exclude]
     return "{" + ", ".join(f"{n}={value(n, getattr(rec, n))}" for n in names) + "}"

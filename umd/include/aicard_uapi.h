@@ -25,6 +25,10 @@
  *   ENOENT     MODULE_FUNCTION: no function of that name
  *   ENOMEM     out of device memory
  *   ETIMEDOUT  a wait ran out of time
+ *   EBUSY      QUEUE_DESTROY of a queue with commands still waiting
+ *   ECANCELED  the context was lost to a device fault: no more work runs
+ *   EBADFD     the fd was inherited across fork(); the child must open
+ *              the device itself (it then gets a device of its own)
  *   EIO        the driver itself failed (a bug: it is logged)
  *
  * The same layouts are declared with construct in structs/uapi.py; the test
@@ -85,7 +89,7 @@ struct aicard_device_info {
 
 struct aicard_mem_info {
 	__u64 vram_size;	/* bytes on the device */
-	__u64 vram_used;	/* bytes allocated by every context */
+	__u64 vram_used;	/* bytes of live buffer objects, every context */
 	__u64 ctx_used;		/* bytes allocated by this context */
 	__u32 ctx_bo_count;	/* live buffer objects of this context */
 	__u32 pad;
@@ -197,8 +201,10 @@ enum aicard_fence_status {
 };
 
 /* Wait until fence on queue_id has completed.  Returns -1/ETIMEDOUT when
- * timeout_ns passes first (0 polls).  status reports whether a command up
- * to and including that fence failed; the wait itself still succeeds. */
+ * timeout_ns passes first (0 polls); EINVAL for a fence never issued.
+ * status reports whether a command up to and including that fence failed;
+ * the wait itself still succeeds.  A failure is sticky: once a command
+ * failed, every later fence of the queue reports it too. */
 struct aicard_wait {
 	__u32 queue_id;
 	__u32 flags;		/* must be 0 */
@@ -312,7 +318,7 @@ struct aicard_event_destroy {
 
 enum aicard_event_status {
 	AICARD_EVENT_UNSIGNALED = 0,	/* never recorded, or reset */
-	AICARD_EVENT_PENDING = 1,	/* a record is queued, not yet done */
+	AICARD_EVENT_PENDING = 1,	/* a record is queued (set at SUBMIT) */
 	AICARD_EVENT_SIGNALED = 2,
 };
 
@@ -325,6 +331,9 @@ struct aicard_event_query {
 	__u32 pad;
 };
 
+/* Wait until the event is signalled, the condition CMD_EVENT_WAIT waits
+ * for; ETIMEDOUT if timeout_ns passes first (an event nobody records or
+ * signals always times out). */
 struct aicard_event_wait {
 	__u32 handle;
 	__u32 flags;		/* must be 0 */

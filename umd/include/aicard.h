@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aicard.h - the aicard user-space runtime (libaicard.so): a small CUDA-like
+ * API over the kernel driver's UAPI (aicard_uapi.h, /dev/aicard0..N).
+ *
+ * Model
+ *   device   /dev/aicardN, N = 0 .. aiGetDeviceCount()-1.
+ *   context  one open() of a device node: its own GPU virtual address space,
+ *            buffers, modules, streams and events.  Each device has a
+ *            "primary" context, opened on first use and shared by every
+ *            thread of the process that selects the device with aiSetDevice.
+ *            aiCtxCreate opens a separate one.  The current context is
+ *            per thread: the one set with aiCtxSetCurrent / aiCtxCreate if
+ *            any, else the primary context of the thread's current device
+ *            (aiSetDevice, device 0 by default).
+ *   pointer  a device pointer is the buffer's GPU virtual address cast to
+ *            void *.  It is only meaningful in the context that allocated it.
+ *   stream   an in-order queue of the context.  NULL means the context's
+ *            default stream, on which the synchronous copies run too.
+ *
+ * Errors
+ *   Every call returns an aiError_t.  A call that fails also records its
+ *   error as the calling thread's "last error" (kept until read):
+ *   aiGetLastError returns it and resets it to aiSuccess, aiPeekAtLastError
+ *   returns it without resetting.  A kernel that faults is reported by the
+ *   next call that waits for it (stream / event / device synchronize, or a
+ *   synchronous copy behind it) as aiErrorLaunchFailure, or
+ *   aiErrorLaunchTimeout when the device watchdog stopped it.
+ *
+ * Environment
+ *   AICARD_DEBUG=1  print one "[aicard] ..." line per driver call to stderr.
+ *
+ * The library is thread-safe, has no global constructors and never exits
+ * or aborts the process.
+ */
+#ifndef AICARD_H
+#define AICARD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define AI_API __attribute__((visibility("default")))
+#else
+#define AI_API
+#endif
+
+/* aiRuntimeGetVersion() returns major * 1000 + minor * 10. */
+#define AI_RUNTIME_VERSION_MAJOR 1
+#define AI_RUNTIME_VERSION_MINOR 0
+#define AI_RUNTIME_VERSION \
+	(AI_RUNTIME_VERSION_MAJOR * 1000 + AI_RUNTIME_VERSION_MINOR * 10)
+
+typedef enum aiError {
+	aiSuccess = 0,
+	aiErrorInvalidValue = 1,
+	aiErrorOutOfMemory = 2,
+	aiErrorNotInitialized = 3,
+	aiErrorInvalidDevicePointer = 17,
+	aiErrorNoDevice = 100,
+	aiErrorInvalidDevice = 101,
+	aiErrorInvalidImage = 200,
+	aiErrorFileNotFound = 301,
+	aiErrorOperatingSystem = 304,
+	aiErrorInvalidHandle = 400,
+	aiErrorNotFound = 500,
+	aiErrorNotReady = 600,
+	aiErrorIllegalAddress = 700,
+	aiErrorLaunchTimeout = 702,
+	aiErrorLaunchFailure = 719,
+	aiErrorTimeout = 720,
+	aiErrorUnknown = 999
+} aiError_t;
+
+typedef struct {
+	unsigned x, y, z;
+} aiDim3;
+
+typedef struct aiDeviceProp {
+	char name[32];
+	size_t totalGlobalMem;		/* bytes of device memory */
+	int multiProcessorCount;	/* compute units */
+	int warpSize;
+	int maxThreadsPerBlock;
+	size_t sharedMemPerBlock;	/* bytes */
+	int maxGridSize[3];
+	int maxThreadsDim[3];
+	unsigned long long clockRate;	/* Hz of the device timestamps */
+	int fwVersionMajor, fwVersionMinor;
+	int uapiVersionMajor, uapiVersionMinor;	/* of the driver */
+	int minor;			/* N of /dev/aicardN */
+} aiDeviceProp;
+
+typedef struct aiCtx *aiCtx_t;
+typedef struct aiStream *aiStream_t;
+typedef struct aiEvent *aiEvent_t;
+typedef struct aiModule *aiModule_t;
+typedef struct aiFunction *aiFunction_t;
+
+typedef enum {
+	aiMemcpyHostToDevice = 1,
+	aiMemcpyDeviceToHost = 2,
+	aiMemcpyDeviceToDevice = 3
+} aiMemcpyKind;
+
+/* ---- devices ------------------------------------------------------------ */
+
+/* Probes /dev/aicard0 .. /dev/aicard<AICARD_MAX_DEVICES-1> with stat() and
+ * counts the consecutive character devices.  None: *count = 0 and
+ * aiErrorNoDevice. */
+AI_API aiError_t aiGetDeviceCount(int *count);
+/* Selects the calling thread's device (and drops a context set with
+ * aiCtxSetCurrent).  The device's primary context is opened on first use. */
+AI_API aiError_t aiSetDevice(int dev);
+AI_API aiError_t aiGetDevice(int *dev);
+AI_API aiError_t aiGetDeviceProperties(aiDeviceProp *prop, int dev);
+/* Waits for every stream of the current context. */
+AI_API aiError_t aiDeviceSynchronize(void);
+
+/* ---- contexts ----------------------------------------------------------- */
+
+/* Opens the device again: a new context with its own address space.  Like
+ * cuCtxCreate it becomes the calling thread's current context. */
+AI_API aiError_t aiCtxCreate(aiCtx_t *ctx, int dev);
+/* Frees everything the context owns (its streams, events, modules and
+ * buffers become invalid) and closes it.  Primary contexts cannot be
+ * destroyed (aiErrorInvalidValue). */
+AI_API aiError_t aiCtxDestroy(aiCtx_t ctx);
+/* Sets the calling thread's current context; NULL goes back to the primary
+ * context of the current device. */
+AI_API aiError_t aiCtxSetCurrent(aiCtx_t ctx);
+/* The context set with aiCtxSetCurrent, else the current device's primary
+ * context if it is open already, else NULL. */
+AI_API aiError_t aiCtxGetCurrent(aiCtx_t *ctx);
+
+/* ---- memory ------------------------------------------------------------- */
+
+/* size 0 gives *devPtr = NULL and aiSuccess. */
+AI_API aiError_t aiMalloc(void **devPtr, size_t size);
+/* NULL is fine; an unknown pointer or a double free gives
+ * aiErrorInvalidDevicePointer. */
+AI_API aiError_t aiFree(void *devPtr);
+/* A buffer mapped into the host as well: *hostPtr and *devPtr name the same
+ * bytes, no copies involved.  Host writes are visible to work launched
+ * afterwards; device writes are visible to the host once that work has been
+ * waited for.  aiFree(devPtr) unmaps and frees it. */
+AI_API aiError_t aiMallocMapped(void **devPtr, void **hostPtr, size_t size);
+/* Device memory free (total minus what every context allocated) and total. */
+AI_API aiError_t aiMemGetInfo(size_t *free, size_t *total);
+/* Synchronous copy on the current context's default stream. */
+AI_API aiError_t aiMemcpy(void *dst, const void *src, size_t n,
+			  aiMemcpyKind kind);
+/* Queued behind the stream's earlier work; host memory must stay valid
+ * until the stream is synchronized. */
+AI_API aiError_t aiMemcpyAsync(void *dst, const void *src, size_t n,
+			       aiMemcpyKind kind, aiStream_t stream);
+/* Byte fills; aiMemsetD32 fills count 32-bit words (devPtr 4-aligned). */
+AI_API aiError_t aiMemset(void *devPtr, int value, size_t n);
+AI_API aiError_t aiMemsetAsync(void *devPtr, int value, size_t n,
+			       aiStream_t stream);
+AI_API aiError_t aiMemsetD32(void *devPtr, unsigned value, size_t count);
+
+/* ---- modules and launches ----------------------------------------------- */
+
+/* Loads an aicard module file (.aimod) into the current context.
+ * aiErrorFileNotFound if the file is missing, aiErrorInvalidImage if the
+ * driver refuses it. */
+AI_API aiError_t aiModuleLoad(aiModule_t *mod, const char *path);
+AI_API aiError_t aiModuleLoadData(aiModule_t *mod, const void *image,
+				  size_t size);
+AI_API aiError_t aiModuleUnload(aiModule_t mod);
+/* aiErrorNotFound when the module has no function of that name. */
+AI_API aiError_t aiModuleGetFunction(aiFunction_t *fn, aiModule_t mod,
+				     const char *name);
+/* args[i] points at the value of the i-th kernel parameter (4 or 8 bytes,
+ * as the module declares it).  Runs on fn's context; stream NULL is that
+ * context's default stream. */
+AI_API aiError_t aiLaunchKernel(aiFunction_t fn, aiDim3 grid, aiDim3 block,
+				void **args, size_t sharedMem,
+				aiStream_t stream);
+
+/* ---- streams and events ------------------------------------------------- */
+
+AI_API aiError_t aiStreamCreate(aiStream_t *stream);
+/* Waits for the stream's work, then destroys it. */
+AI_API aiError_t aiStreamDestroy(aiStream_t stream);
+AI_API aiError_t aiStreamSynchronize(aiStream_t stream);
+/* aiSuccess if all its work is done, aiErrorNotReady if not. */
+AI_API aiError_t aiStreamQuery(aiStream_t stream);
+/* Later work on stream waits until event has been signalled (no-op if the
+ * event was never recorded).  stream NULL: the default stream of the
+ * event's context. */
+AI_API aiError_t aiStreamWaitEvent(aiStream_t stream, aiEvent_t event);
+
+AI_API aiError_t aiEventCreate(aiEvent_t *event);
+AI_API aiError_t aiEventDestroy(aiEvent_t event);
+/* The event is signalled, with a device timestamp, when the stream reaches
+ * this point.  Event and stream must belong to the same context
+ * (aiErrorInvalidHandle otherwise); stream NULL is that context's default
+ * stream. */
+AI_API aiError_t aiEventRecord(aiEvent_t event, aiStream_t stream);
+/* aiSuccess once signalled, aiErrorNotReady before (never recorded too). */
+AI_API aiError_t aiEventQuery(aiEvent_t event);
+/* Waits until signalled; returns at once if it was never recorded. */
+AI_API aiError_t aiEventSynchronize(aiEvent_t event);
+/* Milliseconds between two signalled events (device clock);
+ * aiErrorNotReady if either is not signalled. */
+AI_API aiError_t aiEventElapsedTime(float *ms, aiEvent_t start,
+				    aiEvent_t end);
+
+/* ---- errors and version ------------------------------------------------- */
+
+AI_API const char *aiGetErrorString(aiError_t error);
+AI_API const char *aiGetErrorName(aiError_t error);
+AI_API aiError_t aiGetLastError(void);
+AI_API aiError_t aiPeekAtLastError(void);
+AI_API int aiRuntimeGetVersion(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AICARD_H */
