@@ -1,0 +1,3 @@
+// empty(): does nothing; for launch-rate benchmarks.
+.entry empty
+        exit
