@@ -25,8 +25,10 @@ shim: $(SHIM)
 $(SHIM): $(STAMP) interposer/preload.c interposer/preload.h interposer/build.py
 	$(VPY) -m interposer.build --out $(BUILD)/lib
 
+ASM_DEPS := $(CURDIR)/pydriver/asm.py $(CURDIR)/structs/isa.py $(CURDIR)/structs/module.py
+
 umd: $(STAMP)
-	$(MAKE) --no-print-directory -C umd BUILD=$(BUILD)/umd AS="$(CURDIR)/$(AISHIM) as"
+	$(MAKE) --no-print-directory -C umd BUILD=$(BUILD)/umd AS="$(CURDIR)/$(AISHIM) as" AS_DEPS="$(ASM_DEPS)"
 
 demo: all
 	@echo "== the simulated devices"

@@ -26,6 +26,7 @@ class Config:
     devices: int = DEFAULT_DEVICES
     vram_size: int = DEFAULT_VRAM
     fw: str | None = None            # firmware version to boot, None = newest
+    driver_fw: str | None = None     # test hook: layouts the driver assumes (default: what the device runs)
     log_level: str = "warning"
     log_file: str | None = None
     watchdog_s: float = 10.0         # a launch running longer faults with a timeout
@@ -43,6 +44,7 @@ class Config:
             devices=max(0, min(16, _int(env, "AISHIM_DEVICES", DEFAULT_DEVICES))),
             vram_size=_int(env, "AISHIM_VRAM_MB", DEFAULT_VRAM >> 20) << 20,
             fw=env.get("AISHIM_FW") or None,
+            driver_fw=env.get("AISHIM_DRIVER_FW") or None,
             log_level=level,
             log_file=env.get("AISHIM_LOG_FILE") or None,
             watchdog_s=watchdog,

@@ -1,12 +1,21 @@
-"""One simulated aicard: its VRAM, its clock, its contexts and the engine that
-runs their queues.
+"""One aicard as the driver sees it: VRAM, the rings it shares with the
+firmware, and the contexts using it.
 
-Commands run in the thread that submits them, under the device lock, as soon
-as their queue reaches them: there is no device thread to schedule, so a run
-is deterministic and a command that faults does so inside the ioctl that
-submitted it.  A queue only holds commands back when it waits on an event;
-whoever signals that event (another queue's record, or the host) runs what
-became runnable.  Waiters sleep on the device condition variable.
+The driver talks to the firmware only through memory, as on hardware:
+
+    VRAM 0x0      InitData (driver writes at boot; the firmware reads it)
+    kernel area   command ring, completion ring, fence/event slots, module
+                  code, kernel parameter blocks
+    the rest      buffer objects of the contexts
+
+To run a command the driver encodes it with the layouts of the firmware
+version it believes the device runs (structs/fw.py), appends it and a
+FENCE_WRITE to the command ring and rings the doorbell; the firmware parses
+with *its* version's layouts, runs what it can, and answers on the
+completion ring, which the driver drains to complete fences and learn of
+faults.  The doorbell runs the firmware in the calling thread, under the
+device lock: no device thread, deterministic order, and a fault happens
+inside the ioctl that caused it.  Waiters sleep on the device condition.
 """
 
 from __future__ import annotations
@@ -14,16 +23,22 @@ from __future__ import annotations
 import errno
 import threading
 import time
+from dataclasses import dataclass, field
 
-from pydriver import firmware, hw
+from pydriver import hw
 from pydriver.errors import DriverError
 from pydriver.log import log
-from pydriver.queue import Op, Queue
-from pydriver.sim.faults import DeviceFault
+from pydriver.ranges import RangeAllocator
+from pydriver.ring import Ring, RingFull
+from pydriver.sim.firmware import Firmware
 from pydriver.vram import Vram
-from structs import uapi
-from structs.enums import EventStatus, FenceStatus
+from structs import describe, fw, uapi
+from structs.enums import FenceStatus
 
+CMD_RING_SIZE = 1 << 20
+EVT_RING_SIZE = 1 << 20
+SLOT_HEAP_SIZE = 256 << 10       # fence and event slots
+PARAM_HEAP_SIZE = 1 << 20        # kernel parameter blocks of launches in flight
 
 
 class DeviceClock:
@@ -48,27 +63,105 @@ class DeviceClock:
         return self.busy_until
 
 
+@dataclass
+class FaultInfo:
+    kind: str
+    queue: int
+    seqno: int
+    pc: int | None
+    address: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f" pc={self.pc}" if self.pc is not None else ""
+        addr = f" address=0x{self.address:x}" if self.address else ""
+        return f"{self.kind} on queue {self.queue} fence {self.seqno}{where}{addr}: {self.message}"
+
+
+@dataclass
+class _Retire:
+    """Kernel memory to free once the firmware is done with it: when every
+    (queue id, fence) in waits has completed."""
+
+    ctx: object
+    waits: list
+    free: object = field(repr=False)
+
+    def due(self) -> bool:
+        for queue_id, seqno in self.waits:
+            q = self.ctx.queues.get(queue_id)
+            if q is not None and q.completed < seqno:
+                return False
+        return True
+
+
 class Device:
     def __init__(self, minor: int, config):
         self.minor = minor
         self.config = config
-        self.fw_version = (1, 0)
+        # The firmware the device runs, and the layouts the driver uses to
+        # talk to it: the same, unless a test forces a mismatch.
+        self.fw_version = fw.parse_version(config.fw) if config.fw else fw.DEFAULT
+        self.drv_version = fw.parse_version(config.driver_fw) if config.driver_fw else self.fw_version
+        self.S = fw.FwStructs(self.drv_version)
         self.vram = Vram(config.vram_size, f"aicard{minor}-vram")
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.clock = DeviceClock()
-        self.contexts: set = set()
-        self.orphans: set = set()     # destroyed BOs still mapped by the host
+        self.contexts: dict[int, object] = {}     # asid -> Context
+        self.orphans: set = set()                 # destroyed BOs still mapped by the host
+        self.bo_bytes = 0                         # VRAM held by buffer objects
+        self._retire: list[_Retire] = []
+        self.on_ring = None                       # recorder hook: fn(direction, offset, bytes)
+        self._boot()
 
-    # -- identity ---------------------------------------------------------
+    # -- boot ---------------------------------------------------------------
+
+    def _kernel_alloc(self, size: int) -> int:
+        off = self.vram.alloc(size)
+        if off is None:
+            raise DriverError(errno.ENOMEM, f"VRAM too small for the firmware's {size:#x} bytes")
+        return off
+
+    def _boot(self) -> None:
+        init_off = self._kernel_alloc(uapi.PAGE_SIZE)
+        assert init_off == 0, "the firmware looks for its init data at VRAM 0"
+        cmd_off = self._kernel_alloc(CMD_RING_SIZE)
+        evt_off = self._kernel_alloc(EVT_RING_SIZE)
+        slot_off = self._kernel_alloc(SLOT_HEAP_SIZE)
+        param_off = self._kernel_alloc(PARAM_HEAP_SIZE)
+        self.slots = RangeAllocator(slot_off, SLOT_HEAP_SIZE)
+        self.params = RangeAllocator(param_off, PARAM_HEAP_SIZE)
+        self.cmd_ring = Ring(self.vram.u8, cmd_off, CMD_RING_SIZE, self.drv_version)
+        self.evt_ring = Ring(self.vram.u8, evt_off, EVT_RING_SIZE, self.drv_version)
+        self.cmd_ring.init()
+        self.evt_ring.init()
+        init = self.S.InitData.codec()
+        values = dict(version=fw.pack_version(self.drv_version), cmd_ring_offset=cmd_off,
+                      cmd_ring_size=CMD_RING_SIZE, evt_ring_offset=evt_off, evt_ring_size=EVT_RING_SIZE,
+                      timestamp_freq=self.clock.freq & 0xFFFFFFFF if self.drv_version < fw.FW_2_1
+                      else self.clock.freq, max_queues=0xFFFF, features=0)
+        init.pack_into(self.vram.u8, init_off, init.make(**{k: v for k, v in values.items() if k in init.names}))
+        self.firmware = Firmware(self.vram, self.fw_version, self.clock, watchdog_s=self.config.watchdog_s,
+                                 log=log)
+        self.firmware.boot(init_off)
+        if self.drv_version != self.fw_version:
+            log.warning("aicard%d: driver speaks firmware %s to a device running %s", self.minor,
+                        fw.version_str(self.drv_version), fw.version_str(self.fw_version))
+
+    def set_ring_hook(self, hook) -> None:
+        """hook(direction, ring_offset, entry_bytes), direction 'cmd' or 'evt'."""
+        self.on_ring = hook
+        self.cmd_ring.on_entry = (lambda off, data: hook("cmd", off, data)) if hook else None
+
+    # -- identity -------------------------------------------------------------
 
     def info(self):
         codec = uapi.DeviceInfo.codec()
-        major, minor = self.fw_version
         return codec.make(
             vendor_id=hw.VENDOR_ID, device_id=hw.DEVICE_ID,
             uapi_version=(uapi.UAPI_VERSION[0] << 16) | uapi.UAPI_VERSION[1],
-            fw_version=(major << 16) | minor, vram_size=self.vram.size,
+            fw_version=fw.pack_version(self.fw_version), vram_size=self.vram.size,
             core_count=hw.CORE_COUNT, warp_size=hw.WARP_SIZE,
             max_threads_per_block=hw.MAX_THREADS_PER_BLOCK,
             max_shared_per_block=hw.MAX_SHARED_PER_BLOCK,
@@ -77,69 +170,176 @@ class Device:
             name=hw.NAME.ljust(32, b"\0"),
         )
 
-    # -- memory -----------------------------------------------------------
+    # -- contexts -------------------------------------------------------------
+
+    def attach(self, ctx) -> None:
+        self.contexts[ctx.id] = ctx
+        self.firmware.map_asid(ctx.id, ctx.vm, ctx.mm)
+
+    def detach(self, ctx) -> None:
+        """The context is gone: the firmware forgets its address space (and
+        any of its commands still waiting), so its kernel memory is free."""
+        self.firmware.unmap_asid(ctx.id)
+        self.contexts.pop(ctx.id, None)
+        keep = []
+        for r in self._retire:
+            if r.ctx is ctx:
+                r.free()
+            else:
+                keep.append(r)
+        self._retire = keep
+        self.cond.notify_all()
+
+    # -- kernel memory ----------------------------------------------------------
+
+    def alloc_slot(self, size: int) -> int:
+        off = self.slots.alloc(size, align=16)
+        if off is None:
+            raise DriverError(errno.ENOMEM, "no free fence/event slots on the device")
+        self.vram.u8[off:off + size] = 0
+        return off
+
+    def free_slot(self, off: int, size: int) -> None:
+        self.slots.free(off, size)
+
+    def alloc_params(self, data: bytes) -> int:
+        n = max(len(data), 16)
+        off = self.params.alloc(n, align=16)
+        if off is None:
+            raise DriverError(errno.EBUSY, "too many launches in flight (parameter heap full)")
+        self.vram.u8[off:off + len(data)] = memoryview(data)
+        return off
+
+    def retire_after(self, ctx, free, queue=None, seqno: int = 0) -> None:
+        """Run free() once fence seqno of queue has completed - or, without a
+        queue, once everything ctx has submitted so far has completed."""
+        if queue is not None:
+            waits = [(queue.queue_id, seqno)]
+        else:
+            waits = [(q.queue_id, q.last_seqno) for q in ctx.queues.values()]
+        r = _Retire(ctx, waits, free)
+        if r.due():
+            free()
+        else:
+            self._retire.append(r)
 
     def free_bo_memory(self, bo) -> None:
         self.vram.free(bo.vram_offset, bo.size)
+        self.bo_bytes -= bo.size
 
-    # -- queues -----------------------------------------------------------
+    # -- commands ---------------------------------------------------------------
 
-    def submit(self, ctx, queue: Queue, op: Op, *, sync: bool = False) -> int:
-        """Queue op and run what can run.  Returns the op's fence.
+    def _encode(self, name: str, **fields) -> bytes:
+        layout = self.S.commands[name]
+        codec = layout.codec()
+        rec = codec.make(type=self.S.cmd_ids[name], entry_size=layout.sizeof(),
+                         **{k: v for k, v in fields.items() if k in codec.names})
+        return codec.pack(rec)
 
-        On an idle queue the op runs right here, before it gets a fence, so
-        a user-pointer error surfaces as this ioctl's errno (EFAULT) rather
-        than as a failed fence.  Device faults always complete the fence
-        with an error status, as hardware would report them."""
+    def _push(self, entry: bytes) -> None:
+        try:
+            self.cmd_ring.push(entry)
+        except RingFull:
+            self.kick()                 # the firmware empties the ring into its queues
+            self.cmd_ring.push(entry)
+
+    def submit(self, ctx, queue, name: str, **fields) -> int:
+        """Send one command (and the FENCE_WRITE that reports it) to the
+        firmware; returns its fence."""
         if ctx.faulted is not None:
             raise DriverError(errno.ECANCELED, f"context {ctx.id} was lost to a device fault: {ctx.faulted}")
-        if queue.idle and firmware.runnable(ctx, op):
-            self._execute(ctx, op)
-            seqno = queue.push(op)
-            queue.pending.pop()
-            queue.complete(op)
-            if op.kind.startswith("event"):
-                self.kick(ctx)
-            self.cond.notify_all()
-            return seqno
-        seqno = queue.push(op)
-        self.kick(ctx)
-        if sync:
-            self.cond.wait_for(lambda: op.done)
-            if isinstance(op.error, DriverError):
-                raise op.error
+        seqno = queue.last_seqno + 1
+        head = dict(asid=ctx.id, queue=queue.queue_id, seqno=seqno)
+        self._push(self._encode(name, **head, **fields))
+        self._push(self._encode("FENCE_WRITE", **head, fence_offset=queue.fence_offset, value=seqno))
+        queue.last_seqno = seqno
+        self.kick()
         return seqno
 
-    def kick(self, ctx) -> None:
-        """Run every queued op of ctx that is runnable, until none is."""
-        progress = True
-        while progress:
-            progress = False
-            for queue in list(ctx.queues.values()):
-                while queue.pending and firmware.runnable(ctx, queue.pending[0]):
-                    op = queue.pending.popleft()
-                    try:
-                        self._execute(ctx, op)
-                    except DriverError as e:
-                        # Deferred: no ioctl left to return it from.
-                        op.status, op.error = FenceStatus.FAULT, e
-                        log.warning("aicard%d ctx %d queue %d fence %d failed: %s",
-                                    self.minor, ctx.id, queue.queue_id, op.seqno, e)
-                    queue.complete(op)
-                    progress = True
+    def kick(self) -> None:
+        """Ring the doorbell and take in what the firmware answered."""
+        while True:
+            finished = self.firmware.doorbell()
+            self._drain()
+            if finished:
+                break
         self.cond.notify_all()
 
-    def _execute(self, ctx, op: Op) -> None:
-        try:
-            cost = firmware.execute(self, ctx, op)
-        except DeviceFault as fault:
-            op.status = FenceStatus.TIMEOUT if fault.kind == "timeout" else FenceStatus.FAULT
-            op.error = fault
-            ctx.faulted = fault
-            log.warning("aicard%d ctx %d: device fault in %s: %s", self.minor, ctx.id,
-                        op.args.get("name", op.kind), fault)
-            cost = 0
-        self.clock.run(cost)
+    def _drain(self) -> None:
+        for offset, entry, junk in self.evt_ring.pop_all():
+            if self.on_ring:
+                self.on_ring("evt", offset, entry if entry is not None else junk)
+            if entry is None:
+                log.error("aicard%d: unreadable completion at ring 0x%x: %s", self.minor, offset, junk.hex())
+                continue
+            ctype = int.from_bytes(entry[:2], "little")
+            name = self.S.comp_names.get(ctype)
+            layout = self.S.completions.get(name) if name else None
+            if layout is None or len(entry) < layout.sizeof():
+                log.error("aicard%d: unknown completion %#x at ring 0x%x", self.minor, ctype, offset)
+                continue
+            c = layout.codec().unpack(entry, check_const=False)
+            ctx = self.contexts.get(c.asid)
+            if name == "FENCE_SIGNALLED":
+                self._fence_signalled(ctx, c)
+            elif name == "FAULT":
+                self._fault(ctx, c)
+        if self._retire:
+            self._run_retire()
+
+    def _fence_signalled(self, ctx, c) -> None:
+        q = ctx.queues.get(c.queue) if ctx else None
+        if q is None:
+            return
+        q.completed = max(q.completed, c.seqno)
+        if c.status != FenceStatus.OK and not q.first_failure:
+            q.first_failure, q.failure_status = c.seqno, c.status
+
+    def _fault(self, ctx, c) -> None:
+        kind = fw.FAULT_KINDS.get(c.kind, f"kind {c.kind}")
+        info = FaultInfo(kind, c.queue, c.seqno, None if c.pc == 0xFFFFFFFF else c.pc, c.address,
+                         c.message.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        wrote = self._decode_own(c.command_offset)
+        log.warning("aicard%d ctx %s: firmware fault: %s%s", self.minor, c.asid, info,
+                    f"\n  the driver wrote: {wrote}" if wrote else "")
+        if ctx is None:
+            return
+        if ctx.faulted is None:
+            ctx.faulted = info
+        # The firmware runs nothing more of this context.  Complete every
+        # fence still in flight with the failure, as a driver does after a
+        # GPU reset: nobody may wait forever on work that will never run
+        # (after a bad command the firmware cannot even be trusted to).
+        status = FenceStatus.TIMEOUT if info.kind == "timeout" else FenceStatus.FAULT
+        for q in ctx.queues.values():
+            if q.queue_id == c.queue and not q.first_failure:
+                q.first_failure, q.failure_status = max(1, min(c.seqno, q.last_seqno)), status
+            elif q.completed < q.last_seqno and not q.first_failure:
+                q.first_failure, q.failure_status = q.completed + 1, FenceStatus.FAULT
+            q.completed = q.last_seqno
+
+    def _decode_own(self, offset: int) -> str:
+        """The command at ring offset as this driver encoded it."""
+        pos = self.cmd_ring.data + offset
+        hdr = self.vram.u8[pos:pos + 4].tobytes()
+        etype, size = int.from_bytes(hdr[:2], "little"), int.from_bytes(hdr[2:], "little")
+        name = self.S.cmd_names.get(etype)
+        if not name or size != self.S.commands[name].sizeof():
+            return ""
+        layout = self.S.commands[name]
+        rec = layout.codec().unpack(self.vram.u8[pos:pos + size].tobytes(), check_const=False)
+        return f"{name} (fw {fw.version_str(self.drv_version)} layout) {describe.record(layout, rec)}"
+
+    def _run_retire(self) -> None:
+        keep = []
+        for r in self._retire:
+            if r.due():
+                r.free()
+            else:
+                keep.append(r)
+        self._retire = keep
+
+    # -- waiting ----------------------------------------------------------------
 
     def wait(self, predicate, timeout_ns: int) -> bool:
         """Sleep on the device until predicate() holds; False on timeout."""
@@ -150,12 +350,21 @@ class Device:
         timeout = None if timeout_ns >= uapi.TIMEOUT_INFINITE else timeout_ns / 1e9
         return self.cond.wait_for(predicate, timeout)
 
-    # -- events -----------------------------------------------------------
+    # -- events (slots in VRAM) -------------------------------------------------
 
-    def signal_event(self, ctx, event) -> None:
-        event.status = EventStatus.SIGNALED
-        event.timestamp = self.clock.now()
-        self.kick(ctx)
+    def event_slot(self, ev):
+        return self.S.EventSlot.codec().unpack(self.vram.u8, ev.slot, check_const=False)
+
+    def write_event_slot(self, ev, slot) -> None:
+        self.S.EventSlot.codec().pack_into(self.vram.u8, ev.slot, slot)
+
+    def signal_event(self, ev) -> None:
+        """Host-side signal: what the firmware does for EVENT_WRITE."""
+        slot = self.event_slot(ev)
+        slot.status = 2
+        slot.timestamp = self.clock.now()
+        self.write_event_slot(ev, slot)
+        self.kick()
 
     def close(self) -> None:
         self.vram.close()

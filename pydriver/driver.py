@@ -108,7 +108,7 @@ class Driver:
         dev = self.device(minor)
         with dev.lock:
             ctx = Context(dev, self.mm)
-            dev.contexts.add(ctx)
+            dev.attach(ctx)
         with self.lock:
             self.files[fd] = File(ctx)
         log.debug("open(/dev/aicard%d) = %d (context %d)", minor, fd, ctx.id)
@@ -143,13 +143,20 @@ class Driver:
     def _destroy_context(self, ctx: Context) -> None:
         dev = ctx.device
         with dev.lock:
+            # First the firmware forgets the context (and any of its commands
+            # still queued), then nothing can touch its memory any more.
+            dev.detach(ctx)
+            for loaded in ctx.modules.values():
+                dev.vram.free(loaded.code_offset, loaded.code_size)
+            for ev in ctx.events.values():
+                dev.free_slot(ev.slot, ioctls.EVENT_SLOT)
+            for q in ctx.queues.values():
+                dev.free_slot(q.fence_offset, ioctls.FENCE_SLOT)
             for bo in list(ctx.bos.values()):
                 ioctls.destroy_bo(ctx, bo)
-            ctx.queues.clear()
-            ctx.events.clear()
             ctx.modules.clear()
-            dev.contexts.discard(ctx)
-            dev.cond.notify_all()
+            ctx.events.clear()
+            ctx.queues.clear()
         log.debug("context %d destroyed", ctx.id)
 
     # -- ioctl ----------------------------------------------------------

@@ -15,15 +15,18 @@ from typing import Callable
 from pydriver import hw
 from pydriver.bo import BufferObject
 from pydriver.errors import DriverError
+from pydriver.event import SLOT_SIZE as EVENT_SLOT
 from pydriver.event import Event
 from pydriver.log import log
-from pydriver.queue import Op, Queue
+from pydriver.queue import Queue
 from pydriver.ranges import align_up
 from structs import uapi
-from structs.enums import CmdType, CopyKind, EventStatus, QueryType
+from structs.enums import CmdType, CopyKind, EventStatus, FenceStatus, QueryType
 from structs.layout import LayoutError
 
 EINVAL, EFAULT, ENOMEM, ENOENT = errno.EINVAL, errno.EFAULT, errno.ENOMEM, errno.ENOENT
+MAX_QUEUES = 64
+FENCE_SLOT = 8
 
 
 def _require(cond: bool, message: str, err: int = EINVAL) -> None:
@@ -43,7 +46,7 @@ def _answer(ctx, qtype: int) -> bytes:
         return uapi.DeviceInfo.codec().pack(dev.info())
     if qtype == QueryType.MEM_INFO:
         return uapi.MemInfo.codec().pack(uapi.MemInfo.codec().make(
-            vram_size=dev.vram.size, vram_used=dev.vram.used, ctx_used=ctx.used,
+            vram_size=dev.vram.size, vram_used=dev.bo_bytes, ctx_used=ctx.used,
             ctx_bo_count=len(ctx.bos)))
     if qtype == QueryType.CLOCK:
         return uapi.Clock.codec().pack(uapi.Clock.codec().make(
@@ -79,21 +82,24 @@ def ioctl_bo_create(ctx, a) -> int:
     ctx.bos[bo.handle] = bo
     ctx.bo_by_mmap[bo.mmap_offset] = bo
     ctx.used += size
+    dev.bo_bytes += size
     a.handle, a.gpu_va = bo.handle, va
     return 0
 
 
 def destroy_bo(ctx, bo) -> None:
-    """Drop bo from ctx; its VRAM stays while user space still maps it."""
+    """Drop bo from ctx.  Its VRAM stays while user space still maps it, and
+    until the work the context already submitted is done with it."""
     del ctx.bos[bo.handle]
     del ctx.bo_by_mmap[bo.mmap_offset]
     ctx.vm.unmap(bo)
     ctx.used -= bo.size
     bo.destroyed = True
+    dev = ctx.device
     if bo.host_maps:
-        ctx.device.orphans.add(bo)
+        dev.orphans.add(bo)
     else:
-        ctx.device.free_bo_memory(bo)
+        dev.free_bo_memory(bo)
 
 
 def ioctl_bo_destroy(ctx, a) -> int:
@@ -111,8 +117,8 @@ def ioctl_bo_mmap_offset(ctx, a) -> int:
 def ioctl_queue_create(ctx, a) -> int:
     _zero(a.flags, "flags")
     _require(a.priority <= 3, f"priority {a.priority} is not 0..3")
-    _require(len(ctx.queues) < 64, "too many queues in this context", errno.EBUSY)
-    q = Queue(ctx.new_handle(), a.priority)
+    _require(len(ctx.queues) < MAX_QUEUES, "too many queues in this context", errno.EBUSY)
+    q = Queue(ctx.new_handle(), a.priority, fence_offset=ctx.device.alloc_slot(FENCE_SLOT))
     ctx.queues[q.queue_id] = q
     a.queue_id = q.queue_id
     return 0
@@ -120,8 +126,10 @@ def ioctl_queue_create(ctx, a) -> int:
 
 def ioctl_queue_destroy(ctx, a) -> int:
     q = ctx.queue(a.queue_id)
-    _require(q.idle, f"queue {a.queue_id} still has {len(q.pending)} commands waiting", errno.EBUSY)
+    _require(q.idle, f"queue {a.queue_id} still has {q.last_seqno - q.completed} commands in flight",
+             errno.EBUSY)
     del ctx.queues[a.queue_id]
+    ctx.device.free_slot(q.fence_offset, FENCE_SLOT)
     return 0
 
 
@@ -150,7 +158,8 @@ def _decode_cmd(raw: bytes, index: int):
     return ctype, cmd
 
 
-def _launch_op(ctx, cmd, index: int) -> Op:
+def _check_launch(ctx, cmd, index: int) -> dict:
+    """Everything the firmware's LAUNCH needs, checked; parameters copied in."""
     loaded = ctx.module(cmd.module)
     fns = loaded.module.functions
     _require(cmd.function < len(fns), f"command {index}: module {cmd.module} has no function {cmd.function}")
@@ -168,15 +177,14 @@ def _launch_op(ctx, cmd, index: int) -> Op:
     _require(cmd.params_size == fn.param_size, f"command {index}: params_size {cmd.params_size} but "
              f"{fn.name} takes {fn.param_size} bytes")
     params = ctx.mm.read(cmd.params, cmd.params_size) if cmd.params_size else b""
-    return Op("launch", {
-        "program": loaded.program, "function": cmd.function, "name": fn.name,
-        "grid": tuple(cmd.grid), "block": tuple(cmd.block), "shared_size": cmd.shared_size,
-        "params": params, "module": cmd.module,
-    })
+    g, b = cmd.grid, cmd.block
+    return dict(code_offset=loaded.code_offset, code_size=loaded.code_size, function=cmd.function,
+                grid_x=g[0], grid_y=g[1], grid_z=g[2], block_x=b[0], block_y=b[1], block_z=b[2],
+                shared_size=cmd.shared_size, params_size=cmd.params_size, params=params)
 
 
-_EVENT_OPS = {CmdType.EVENT_RECORD: "event_record", CmdType.EVENT_WAIT: "event_wait",
-              CmdType.EVENT_RESET: "event_reset"}
+_EVENT_CMDS = {CmdType.EVENT_RECORD: "EVENT_WRITE", CmdType.EVENT_WAIT: "EVENT_WAIT",
+               CmdType.EVENT_RESET: "EVENT_RESET"}
 
 
 def ioctl_submit(ctx, a) -> int:
@@ -186,32 +194,41 @@ def ioctl_submit(ctx, a) -> int:
     _require(uapi.CMD_SIZE <= a.cmd_stride <= 4096 and a.cmd_stride % 8 == 0,
              f"cmd_stride {a.cmd_stride} is not a multiple of 8 in {uapi.CMD_SIZE}..4096")
     raw = ctx.mm.read(a.cmds, a.cmd_count * a.cmd_stride)
-    # Decode and check every command before queuing any: a submit either
-    # goes in whole or not at all.
-    ops = []
+    # Decode and check every command before sending any: a submit goes in
+    # whole or not at all.
+    work = []
     for i in range(a.cmd_count):
         ctype, cmd = _decode_cmd(raw[i * a.cmd_stride:(i + 1) * a.cmd_stride], i)
         if ctype == CmdType.LAUNCH:
-            ops.append(_launch_op(ctx, cmd, i))
-        elif ctype in _EVENT_OPS:
-            ops.append(Op(_EVENT_OPS[ctype], {"event": ctx.event(cmd.event)}))
+            work.append(("LAUNCH", _check_launch(ctx, cmd, i), None))
+        elif ctype in _EVENT_CMDS:
+            work.append((_EVENT_CMDS[ctype], {}, ctx.event(cmd.event)))
         else:
-            ops.append(Op("membar", {}))
+            work.append(("MEMBAR", {}, None))
     dev = ctx.device
-    for op in ops:
-        if op.kind == "event_record":
-            ev = op.args["event"]
-            ev.pending_records += 1
-            ev.status = EventStatus.PENDING
-            ev.queue_id = q.queue_id
-        try:
-            a.fence = dev.submit(ctx, q, op)
-        except DriverError:
-            if op.kind == "event_record":
-                op.args["event"].pending_records -= 1
-            raise
-        if op.kind == "event_record":
-            op.args["event"].fence = a.fence
+    for name, fields, ev in work:
+        if name == "LAUNCH":
+            params = fields.pop("params")
+            poff = dev.alloc_params(params)
+            try:
+                a.fence = dev.submit(ctx, q, "LAUNCH", params_offset=poff, prio=q.priority, **fields)
+            except DriverError:
+                dev.params.free(poff, max(len(params), 16))
+                raise
+            dev.retire_after(ctx, lambda o=poff, n=max(len(params), 16): dev.params.free(o, n), q, a.fence)
+        elif ev is not None:
+            if name == "EVENT_WRITE":
+                slot = dev.event_slot(ev)
+                slot.pending += 1
+                slot.status = EventStatus.PENDING
+                dev.write_event_slot(ev, slot)
+                a.fence = dev.submit(ctx, q, name, event_offset=ev.slot, status=EventStatus.SIGNALED,
+                                     timestamp=1)
+                ev.fence, ev.queue_id = a.fence, q.queue_id
+            else:
+                a.fence = dev.submit(ctx, q, name, event_offset=ev.slot)
+        else:
+            a.fence = dev.submit(ctx, q, name)
     return 0
 
 
@@ -230,18 +247,32 @@ def ioctl_wait(ctx, a) -> int:
 
 # -- copies ------------------------------------------------------------------
 
+def _finish(ctx, q, fence: int, sync: bool) -> None:
+    """For a SYNC request: wait for the fence and fail the ioctl if it failed."""
+    if not sync:
+        return
+    ctx.device.wait(lambda: q.completed >= fence, uapi.TIMEOUT_INFINITE)
+    if q.status_of(fence) != FenceStatus.OK:
+        raise DriverError(errno.ECANCELED, f"the copy did not complete: {ctx.faulted}")
+
+
 def ioctl_copy(ctx, a) -> int:
     _require(a.flags & ~uapi.COPY_SYNC == 0, f"unknown flags {a.flags:#x}")
     q = ctx.queue(a.queue_id)
     _require(a.kind in (CopyKind.HTOD, CopyKind.DTOH, CopyKind.DTOD), f"unknown copy kind {a.kind}")
     if a.size:
-        # Device ranges are checked now, user pointers when the copy runs.
-        if a.kind != CopyKind.HTOD:
+        # Device ranges must be buffers of this context; user ranges must be
+        # there now ("pinned"), so a bad pointer is this ioctl's EFAULT.
+        if a.kind == CopyKind.HTOD:
+            ctx.mm.check(a.src, a.size, write=False)
+        else:
             ctx.range(a.src, a.size, "copy source")
-        if a.kind != CopyKind.DTOH:
+        if a.kind == CopyKind.DTOH:
+            ctx.mm.check(a.dst, a.size, write=True)
+        else:
             ctx.range(a.dst, a.size, "copy destination")
-    op = Op("copy", {"kind": a.kind, "dst": a.dst, "src": a.src, "size": a.size})
-    a.fence = ctx.device.submit(ctx, q, op, sync=bool(a.flags & uapi.COPY_SYNC))
+    a.fence = ctx.device.submit(ctx, q, "COPY", kind=a.kind, size=a.size, src=a.src, dst=a.dst)
+    _finish(ctx, q, a.fence, bool(a.flags & uapi.COPY_SYNC))
     return 0
 
 
@@ -252,8 +283,9 @@ def ioctl_memset(ctx, a) -> int:
     _require(a.dst % a.elem_size == 0, f"dst {a.dst:#x} is not aligned to {a.elem_size}")
     if a.count:
         ctx.range(a.dst, a.count * a.elem_size, "memset destination")
-    op = Op("memset", {"dst": a.dst, "count": a.count, "elem_size": a.elem_size, "value": a.value})
-    a.fence = ctx.device.submit(ctx, q, op, sync=bool(a.flags & uapi.COPY_SYNC))
+    a.fence = ctx.device.submit(ctx, q, "MEMSET", dst=a.dst, count=a.count, value=a.value,
+                                elem_size=a.elem_size)
+    _finish(ctx, q, a.fence, bool(a.flags & uapi.COPY_SYNC))
     return 0
 
 
@@ -262,35 +294,43 @@ def ioctl_memset(ctx, a) -> int:
 @dataclass(eq=False)
 class LoadedModule:
     handle: int
-    module: object
-    program: object           # pydriver.sim.executor.Program
+    module: object            # structs.module.Module: the function table
+    code_offset: int          # VRAM copy of the image, which the firmware runs
+    code_size: int
 
 
 def ioctl_module_load(ctx, a) -> int:
-    _zero(a.flags, "flags")
-    _require(0 < a.size <= uapi.MODULE_MAX_SIZE, f"module size {a.size} is not 1..{uapi.MODULE_MAX_SIZE}")
-    # Imported here: a program that never loads a module never pays for
-    # the executor and numpy's start-up.
-    from pydriver.sim.executor import Program
+    # Imported here: a program that never loads a module never pays for them.
     from structs.module import ModuleFormatError, parse_module
 
+    _zero(a.flags, "flags")
+    _require(0 < a.size <= uapi.MODULE_MAX_SIZE, f"module size {a.size} is not 1..{uapi.MODULE_MAX_SIZE}")
     image = ctx.mm.read(a.image, a.size)
     try:
         module = parse_module(image)
-        program = Program.from_module(module)
     except ModuleFormatError as e:
         log.warning("aicard%d ctx %d: module rejected: %s", ctx.device.minor, ctx.id, e)
         raise DriverError(EINVAL, f"bad module image: {e}") from None
-    loaded = LoadedModule(ctx.new_handle(), module, program)
+    dev = ctx.device
+    off = dev.vram.alloc(len(image))
+    _require(off is not None, f"no VRAM for a {len(image)}-byte module", ENOMEM)
+    dev.vram.u8[off:off + len(image)] = memoryview(image)
+    loaded = LoadedModule(ctx.new_handle(), module, off, len(image))
     ctx.modules[loaded.handle] = loaded
     a.handle = loaded.handle
     a.function_count = len(module.functions)
     return 0
 
 
+def unload_module(ctx, loaded) -> None:
+    del ctx.modules[loaded.handle]
+    dev = ctx.device
+    # Launches already submitted still run this code.
+    dev.retire_after(ctx, lambda: dev.vram.free(loaded.code_offset, loaded.code_size))
+
+
 def ioctl_module_unload(ctx, a) -> int:
-    ctx.module(a.handle)
-    del ctx.modules[a.handle]
+    unload_module(ctx, ctx.module(a.handle))
     return 0
 
 
@@ -324,21 +364,28 @@ def ioctl_module_function(ctx, a) -> int:
 
 def ioctl_event_create(ctx, a) -> int:
     _zero(a.flags, "flags")
-    ev = Event(ctx.new_handle())
+    ev = Event(ctx.new_handle(), ctx.device.alloc_slot(EVENT_SLOT))
     ctx.events[ev.handle] = ev
     a.handle = ev.handle
     return 0
 
 
+def destroy_event(ctx, ev) -> None:
+    del ctx.events[ev.handle]
+    dev = ctx.device
+    # Commands already submitted may still write or read its slot.
+    dev.retire_after(ctx, lambda: dev.free_slot(ev.slot, EVENT_SLOT))
+
+
 def ioctl_event_destroy(ctx, a) -> int:
-    ctx.event(a.handle)
-    del ctx.events[a.handle]   # queued commands keep the object alive
+    destroy_event(ctx, ctx.event(a.handle))
     return 0
 
 
 def ioctl_event_query(ctx, a) -> int:
     ev = ctx.event(a.handle)
-    a.status, a.timestamp, a.fence, a.queue_id = ev.status, ev.timestamp, ev.fence, ev.queue_id
+    slot = ctx.device.event_slot(ev)
+    a.status, a.timestamp, a.fence, a.queue_id = slot.status, slot.timestamp, ev.fence, ev.queue_id
     return 0
 
 
@@ -347,13 +394,14 @@ def ioctl_event_wait(ctx, a) -> int:
     CMD_EVENT_WAIT waits for (an event never recorded times out)."""
     _zero(a.flags, "flags")
     ev = ctx.event(a.handle)
-    if not ctx.device.wait(lambda: ev.status == EventStatus.SIGNALED, a.timeout_ns):
+    dev = ctx.device
+    if not dev.wait(lambda: dev.event_slot(ev).status == EventStatus.SIGNALED, a.timeout_ns):
         raise DriverError(errno.ETIMEDOUT, f"event {a.handle} not signalled in time")
     return 0
 
 
 def ioctl_event_signal(ctx, a) -> int:
-    ctx.device.signal_event(ctx, ctx.event(a.handle))
+    ctx.device.signal_event(ctx.event(a.handle))
     return 0
 
 

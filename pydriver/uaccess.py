@@ -70,6 +70,29 @@ class UserMemory:
         if n:
             self._xfer(_writev, local_addr, addr, n, "write")
 
+    def check(self, addr: int, n: int, write: bool) -> None:
+        """EFAULT unless every page of [addr, addr+n) is readable (and, with
+        write, writable): what pinning the pages at ioctl time tells a real
+        driver.  One byte per page is touched; a write check writes back the
+        byte it read, which is harmless for a buffer about to be overwritten."""
+        if not n:
+            return
+        page = 4096
+        first, last = addr & ~(page - 1), (addr + n - 1) & ~(page - 1)
+        starts = [max(addr, p) for p in range(first, last + page, page)]
+        scratch = bytearray(min(len(starts), 1024))
+        base = buffer_address(scratch)
+        for i in range(0, len(starts), 1024):
+            chunk = starts[i:i + 1024]
+            local = (_Iovec * len(chunk))(*[_Iovec(base + j, 1) for j in range(len(chunk))])
+            remote = (_Iovec * len(chunk))(*[_Iovec(a, 1) for a in chunk])
+            for fn in ((_readv, _writev) if write else (_readv,)):
+                got = fn(self.pid, local, len(chunk), remote, len(chunk), 0)
+                if got != len(chunk):
+                    bad = chunk[max(0, got)] if got >= 0 else chunk[0]
+                    raise DriverError(errno.EFAULT, f"bad user pointer 0x{bad:x} "
+                                      f"({'write' if fn is _writev else 'read'} of {n} bytes at 0x{addr:x})")
+
     def read(self, addr: int, n: int) -> bytes:
         buf = bytearray(n)
         if n:

@@ -98,6 +98,10 @@ aiError_t aicrt_from_errno(int err, aiError_t einval)
 	case EBADF:	return aiErrorInvalidHandle;
 	case EBUSY:	return aiErrorNotReady;
 	case EIO:	return aiErrorUnknown;	/* the driver's own failure */
+	/* The context was lost to a device fault: like CUDA's sticky launch
+	 * failure, nothing more runs in it. */
+	case ECANCELED:	return aiErrorLaunchFailure;
+	case EBADFD:	return aiErrorNotInitialized;	/* fd inherited across fork() */
 	default:	return aiErrorOperatingSystem;
 	}
 }
@@ -127,6 +131,8 @@ const char *aicrt_errno_name(int err)
 	case ENOSYS:	return "ENOSYS";
 	case EOVERFLOW:	return "EOVERFLOW";
 	case ETIMEDOUT:	return "ETIMEDOUT";
+	case ECANCELED:	return "ECANCELED";
+	case EBADFD:	return "EBADFD";
 	default:
 		snprintf(buf, sizeof(buf), "errno %d", err);
 		return buf;

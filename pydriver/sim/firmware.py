@@ -1,0 +1,327 @@
+"""The simulated firmware: it reads commands from the ring in VRAM with the
+layouts of *its own* version, runs them, and reports back on the completion
+ring.  It knows the driver only through memory: the init data at VRAM
+offset 0, the rings, the fence and event slots, and the address spaces the
+driver registered (the MMU and DMA windows a real driver would program).
+
+Scheduling: commands are taken off the ring into per-queue FIFOs at once;
+a FIFO stops at an EVENT_WAIT whose event is not signalled, the others go
+on.  After a command of a context faults, the firmware runs nothing more of
+that context: its later fences complete with the fault status (sticky), as a
+GPU does with a context it had to kill.
+
+A command the firmware cannot make sense of - unknown type, or an entry
+whose size is not the size of that type in this firmware version (what a
+driver built for another version produces) - is reported as a FAULT of kind
+"bad_command", with the entry decoded as this firmware reads it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from pydriver.errors import DriverError
+from pydriver.ring import Ring, RingError, RingFull
+from pydriver.sim.faults import DeviceFault
+from structs import describe, fw
+
+COPY_OVERHEAD = 500             # ticks (ns) per copy/fill
+COPY_BYTES_PER_TICK = 16        # 16 GB/s
+LAUNCH_OVERHEAD = 2_000
+SMALL_OVERHEAD = 100
+CORE_COUNT = 8
+
+EVENT_UNSIGNALED, EVENT_PENDING, EVENT_SIGNALED = 0, 1, 2
+FENCE_OK, FENCE_FAULT, FENCE_TIMEOUT = 0, 1, 2
+
+
+class CommandFault(Exception):
+    """A command the firmware refuses or fails outside a kernel."""
+
+    def __init__(self, kind: str, message: str, address: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.address = address
+
+
+@dataclass
+class AddressSpace:
+    asid: int
+    vm: object                  # translate()/find(): the context's page tables
+    mm: object                  # UserMemory: the DMA window onto the process
+    faulted: bool = False
+
+
+@dataclass
+class FwQueue:
+    fifo: deque = field(default_factory=deque)
+    status: int = FENCE_OK      # sticky once a command failed
+
+
+@dataclass
+class Pending:
+    offset: int                 # ring offset, for fault reports
+    name: str
+    cmd: object                 # decoded record
+
+
+class Firmware:
+    def __init__(self, vram, version, clock, *, watchdog_s: float = 10.0, log=None):
+        self.vram = vram
+        self.version = version
+        self.S = fw.FwStructs(version)
+        self.clock = clock
+        self.watchdog_s = watchdog_s
+        self.log = log
+        self.spaces: dict[int, AddressSpace] = {}
+        self.queues: dict[tuple, FwQueue] = {}
+        self.cmd_ring: Ring | None = None
+        self.evt_ring: Ring | None = None
+        self._programs: dict = {}
+        self._slot = self.S.EventSlot.codec()
+        self._fence_slot = self.S.FenceSlot.codec()
+        self._hdr = self.S.CmdHeader.codec()
+
+    # -- boot and address spaces (what the driver programs) ------------------
+
+    def boot(self, init_offset: int = 0) -> None:
+        init = self.S.InitData.codec().unpack(self.vram.u8, init_offset, check_const=False)
+        if init.magic != fw.INIT_MAGIC:
+            raise RingError(f"no init data at VRAM 0x{init_offset:x} (magic {init.magic:#x})")
+        # A driver built for another version gets every command refused
+        # (and reported, decoded), instead of having its bytes misread.
+        self.driver_version = fw.unpack_version(init.version)
+        if self.driver_version != self.version and self.log:
+            self.log.warning("firmware %s booted by a driver for %s: refusing its commands",
+                             fw.version_str(self.version), fw.version_str(self.driver_version))
+        self.cmd_ring = Ring(self.vram.u8, init.cmd_ring_offset, init.cmd_ring_size, self.version)
+        self.evt_ring = Ring(self.vram.u8, init.evt_ring_offset, init.evt_ring_size, self.version)
+
+    def map_asid(self, asid: int, vm, mm) -> None:
+        self.spaces[asid] = AddressSpace(asid, vm, mm)
+
+    def unmap_asid(self, asid: int) -> None:
+        self.spaces.pop(asid, None)
+        for key in [k for k in self.queues if k[0] == asid]:
+            del self.queues[key]
+
+    # -- the doorbell ---------------------------------------------------------
+
+    def doorbell(self) -> bool:
+        """Take new commands off the ring and run whatever can run.
+        Returns False if it had to stop because the completion ring is full
+        (the driver drains it and rings again)."""
+        for offset, entry, junk in self.cmd_ring.pop_all():
+            if entry is None:
+                self._bad_command(offset, junk, "entry size runs past the data written")
+                continue
+            self._accept(offset, entry)
+        return self._run_queues()
+
+    def _accept(self, offset: int, entry: bytes) -> None:
+        if self.driver_version != self.version:
+            self._bad_command(offset, entry, f"the driver speaks firmware "
+                                             f"{fw.version_str(self.driver_version)} (init data)")
+            return
+        etype = int.from_bytes(entry[:2], "little")
+        name, layout = self.S.command_by_id(etype)
+        if layout is None:
+            self._bad_command(offset, entry, f"unknown command type {etype:#x}")
+            return
+        if len(entry) != layout.sizeof():
+            self._bad_command(offset, entry, f"{name} is {layout.sizeof():#x} bytes in firmware "
+                                             f"{fw.version_str(self.version)}, entry is {len(entry):#x}")
+            return
+        cmd = layout.codec().unpack(entry, check_const=False)
+        if cmd.asid not in self.spaces:
+            self._bad_command(offset, entry, f"{name} for unknown address space {cmd.asid}")
+            return
+        self.queues.setdefault((cmd.asid, cmd.queue), FwQueue()).fifo.append(Pending(offset, name, cmd))
+
+    def _bad_command(self, offset: int, entry: bytes, why: str) -> None:
+        """Report an entry we cannot run, decoded the way this firmware reads it."""
+        hdr = None
+        if len(entry) >= self._hdr.size:
+            hdr = self._hdr.unpack(entry, check_const=False)
+        decoded = describe.record(self.S.CmdHeader, hdr) if hdr else entry[:32].hex()
+        etype = int.from_bytes(entry[:2], "little") if len(entry) >= 2 else 0
+        name = self.S.cmd_names.get(etype)
+        if name and hdr and len(entry) >= self.S.commands[name].sizeof():
+            decoded = describe.record(self.S.commands[name],
+                                      self.S.commands[name].codec().unpack(entry, check_const=False))
+        message = f"bad command at ring 0x{offset:x}: {why}; as fw {fw.version_str(self.version)} reads it: {decoded}"
+        if self.log:
+            self.log.warning("firmware: %s", message)
+        asid = hdr.asid if hdr else 0
+        queue = hdr.queue if hdr else 0
+        seqno = hdr.seqno if hdr else 0
+        if asid in self.spaces:
+            self.spaces[asid].faulted = True
+            self.queues.setdefault((asid, queue), FwQueue()).status = FENCE_FAULT
+        self._report_fault(asid, queue, seqno, "bad_command", message, pc=None, address=0,
+                           cmd_offset=offset, cmd_type=etype)
+
+    def _run_queues(self) -> bool:
+        progress = True
+        while progress:
+            progress = False
+            for key, q in list(self.queues.items()):
+                while q.fifo:
+                    p = q.fifo[0]
+                    if p.name == "EVENT_WAIT" and not self._event_signalled(p.cmd.event_offset) \
+                            and not self.spaces[key[0]].faulted:
+                        break
+                    try:
+                        self._execute(key, q, p)
+                    except RingFull:
+                        return False
+                    q.fifo.popleft()
+                    progress = True
+        return True
+
+    # -- execution ------------------------------------------------------------
+
+    def _execute(self, key, q: FwQueue, p: Pending) -> None:
+        space = self.spaces[key[0]]
+        cmd = p.cmd
+        if p.name == "FENCE_WRITE":
+            # The completion goes first: if the ring is full we retry the
+            # whole command later without having half-done it.
+            self._push_completion("FENCE_SIGNALLED", cmd.asid, cmd.queue, cmd.value, status=q.status)
+            self._fence_slot.pack_into(self.vram.u8, cmd.fence_offset, self._fence_slot.record(cmd.value))
+            return
+        if space.faulted:
+            return                  # the context is dead: skip, fences report it
+        try:
+            cost = getattr(self, "_cmd_" + p.name.lower())(space, cmd)
+        except DeviceFault as f:
+            self._fail(space, q, cmd, p, f.kind, f"{f.message}", f.pc, f.address or 0)
+            return
+        except CommandFault as f:
+            self._fail(space, q, cmd, p, f.kind, str(f), None, f.address)
+            return
+        self.clock.run(cost)
+
+    def _fail(self, space, q, cmd, p, kind, message, pc, address) -> None:
+        q.status = FENCE_TIMEOUT if kind == "timeout" else FENCE_FAULT
+        space.faulted = True
+        self._report_fault(cmd.asid, cmd.queue, cmd.seqno, kind, f"{p.name}: {message}", pc=pc,
+                           address=address, cmd_offset=p.offset, cmd_type=cmd.type)
+
+    def _dev(self, space, va: int, size: int, what: str) -> int:
+        """VRAM offset of device range [va, va+size) through the MMU."""
+        bo = space.vm.find(va, size)
+        if bo is None:
+            raise CommandFault("mmu", f"{what} [0x{va:x}, +0x{size:x}) is not mapped", va)
+        return bo.vram_offset + (va - bo.gpu_va)
+
+    def _cmd_copy(self, space, c) -> int:
+        if c.size:
+            base = self.vram.address
+            try:
+                if c.kind == 1:
+                    space.mm.read_into(c.src, base + self._dev(space, c.dst, c.size, "copy destination"), c.size)
+                elif c.kind == 2:
+                    space.mm.write_from(c.dst, base + self._dev(space, c.src, c.size, "copy source"), c.size)
+                elif c.kind == 3:
+                    d = self._dev(space, c.dst, c.size, "copy destination")
+                    s = self._dev(space, c.src, c.size, "copy source")
+                    # numpy copies through a temporary when the views overlap: memmove.
+                    self.vram.u8[d:d + c.size] = self.vram.u8[s:s + c.size]
+                else:
+                    raise CommandFault("bad_command", f"copy kind {c.kind}")
+            except DriverError as e:
+                raise CommandFault("host_dma", f"host memory: {e}", c.src if c.kind == 1 else c.dst) from None
+        return COPY_OVERHEAD + c.size // COPY_BYTES_PER_TICK
+
+    def _cmd_memset(self, space, c) -> int:
+        import numpy as np
+        types = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+        if c.elem_size not in types:
+            raise CommandFault("bad_command", f"memset element size {c.elem_size}")
+        n = c.count * c.elem_size
+        if n:
+            off = self._dev(space, c.dst, n, "memset destination")
+            if off % c.elem_size:
+                raise CommandFault("misaligned", f"memset of {c.elem_size}-byte elements at 0x{c.dst:x}", c.dst)
+            self.vram.u8[off:off + n].view(types[c.elem_size])[:] = c.value & ((1 << (8 * c.elem_size)) - 1)
+        return COPY_OVERHEAD + n // COPY_BYTES_PER_TICK
+
+    def _program(self, offset: int, size: int):
+        from pydriver.sim.executor import Program
+        from structs.module import ModuleFormatError, parse_module
+        image = bytes(self.vram.u8[offset:offset + size])
+        key = (offset, size, zlib.crc32(image))
+        prog = self._programs.get(key)
+        if prog is None:
+            try:
+                module = parse_module(image)
+            except ModuleFormatError as e:
+                raise CommandFault("bad_launch", f"code at VRAM 0x{offset:x}: {e}") from None
+            prog = self._programs[key] = (Program.from_module(module), module)
+        return prog
+
+    def _cmd_launch(self, space, c) -> int:
+        from pydriver.sim import executor
+        program, module = self._program(c.code_offset, c.code_size)
+        if c.function >= len(module.functions):
+            raise CommandFault("bad_launch", f"function {c.function} not in the module")
+        params = bytes(self.vram.u8[c.params_offset:c.params_offset + c.params_size])
+        watchdog = getattr(c, "watchdog_us", 0)
+        deadline = time.monotonic() + (watchdog / 1e6 if watchdog else self.watchdog_s)
+        stats = executor.launch(program, c.function, (c.grid_x, c.grid_y, c.grid_z),
+                                (c.block_x, c.block_y, c.block_z), params, space.vm,
+                                dynamic_shared=c.shared_size, deadline=deadline)
+        return LAUNCH_OVERHEAD + stats.warp_instructions * 4 // CORE_COUNT \
+            + (stats.bytes_loaded + stats.bytes_stored) // 256
+
+    def _event_signalled(self, offset: int) -> bool:
+        return self._slot.unpack(self.vram.u8, offset, check_const=False).status == EVENT_SIGNALED
+
+    def _cmd_event_write(self, space, c) -> int:
+        slot = self._slot.unpack(self.vram.u8, c.event_offset, check_const=False)
+        slot.pending = max(0, slot.pending - 1)
+        if slot.pending == 0:
+            slot.status = c.status
+        if c.timestamp:
+            slot.timestamp = self.clock.now()
+        self._slot.pack_into(self.vram.u8, c.event_offset, slot)
+        return SMALL_OVERHEAD
+
+    def _cmd_event_wait(self, space, c) -> int:
+        return SMALL_OVERHEAD
+
+    def _cmd_event_reset(self, space, c) -> int:
+        slot = self._slot.unpack(self.vram.u8, c.event_offset, check_const=False)
+        if slot.pending == 0:
+            slot.status = EVENT_UNSIGNALED
+            self._slot.pack_into(self.vram.u8, c.event_offset, slot)
+        return SMALL_OVERHEAD
+
+    def _cmd_membar(self, space, c) -> int:
+        return SMALL_OVERHEAD
+
+    def _cmd_printf_flush(self, space, c) -> int:
+        return SMALL_OVERHEAD
+
+    # -- completions ------------------------------------------------------------
+
+    def _push_completion(self, name: str, asid: int, queue: int, seqno: int, **fields) -> None:
+        layout = self.S.completions[name]
+        codec = layout.codec()
+        rec = codec.make(type=self.S.comp_ids[name], entry_size=layout.sizeof(), asid=asid, queue=queue,
+                         seqno=seqno, **fields)
+        self.evt_ring.push(codec.pack(rec))
+
+    def _report_fault(self, asid, queue, seqno, kind, message, *, pc, address, cmd_offset, cmd_type) -> None:
+        try:
+            self._push_completion(
+                "FAULT", asid, queue, seqno, kind=fw.FAULT_KIND_IDS.get(kind, 0),
+                pc=0xFFFFFFFF if pc is None else pc, address=address or 0, command_offset=cmd_offset,
+                command_type=cmd_type, message=message.encode()[:95].ljust(96, b"\0"))
+        except RingFull:
+            if self.log:
+                self.log.error("completion ring full, fault lost: %s", message)
