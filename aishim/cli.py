@@ -5,6 +5,7 @@
     aishim as SRC -o OUT
     aishim dis MODULE
     aishim lib
+    aishim structs list | show NAME | diff NAME --fw A --fw B | decode NAME FILE
 """
 
 from __future__ import annotations
@@ -46,9 +47,20 @@ def _resolve_program(prog: str) -> str:
     return path
 
 
+def _check_fw(spec: str | None) -> None:
+    from structs import fw
+    for v in (spec or "").split(","):
+        if v.strip():
+            try:
+                fw.parse_version(v)
+            except ValueError as e:
+                raise AishimError(str(e)) from None
+
+
 def cmd_run(args) -> int:
     if not args.command:
         raise AishimError("run: no program given (aishim run -- PROG ARGS...)")
+    _check_fw(args.fw)
     prog = _resolve_program(args.command[0])
     env = child_env(args)
     sys.stdout.flush()
@@ -99,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a program with the shim preloaded")
     r.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
-    r.add_argument("--fw", metavar="VERSION", help="firmware version to boot")
+    r.add_argument("--fw", metavar="VERSION", help="firmware to boot: 2.1, or per device 2.0,3.0")
     r.add_argument("-v", "--verbose", action="store_true", help="log every device call (AISHIM_LOG=debug)")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
 
@@ -114,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("module")
 
     sub.add_parser("lib", help="print the preload library's path (LD_PRELOAD=$(aishim lib) ./app)")
+
+    from aishim import structs_cmd
+    structs_cmd.add_parser(sub)
     return p
 
 
@@ -125,6 +140,9 @@ def main(argv=None, out=None) -> int:
     try:
         if args.cmd == "run":
             return cmd_run(args)
+        if args.cmd == "structs":
+            from aishim import structs_cmd
+            return structs_cmd.run(args, out)
         return {"info": cmd_info, "as": cmd_as, "dis": cmd_dis, "lib": cmd_lib}[args.cmd](args, out)
     except AishimError as e:
         if args.traceback:

@@ -30,8 +30,10 @@ class Client:
     def close(self) -> None:
         self.driver.close(self.fd)
 
-    def call(self, name: str, **inputs):
-        """Issue ioctl `name`; returns the record after the call or raises OSError."""
+    def call(self, _request: str, **inputs):
+        """Issue ioctl _request (e.g. "BO_CREATE"); returns the record after
+        the call or raises OSError."""
+        name = _request
         io = uapi.BY_NAME[name]
         codec = io.layout.codec()
         buf = bytearray(codec.pack(codec.make(**inputs)))

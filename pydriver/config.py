@@ -25,12 +25,21 @@ def _int(env, name: str, default: int) -> int:
 class Config:
     devices: int = DEFAULT_DEVICES
     vram_size: int = DEFAULT_VRAM
-    fw: str | None = None            # firmware version to boot, None = newest
+    fw: str | None = None            # firmware to boot: "2.1", or per device "2.0,3.0" (last repeats)
     driver_fw: str | None = None     # test hook: layouts the driver assumes (default: what the device runs)
     log_level: str = "warning"
     log_file: str | None = None
     watchdog_s: float = 10.0         # a launch running longer faults with a timeout
     inject_bug: str | None = None    # test hook: this ioctl's handler raises (must become EIO)
+
+    def fw_for(self, minor: int):
+        """(firmware the device runs, layouts the driver uses) for a device;
+        ValueError for a version nobody declared."""
+        from structs import fw
+        wanted = [x for x in (self.fw or "").split(",") if x.strip()]
+        running = fw.parse_version(wanted[min(minor, len(wanted) - 1)]) if wanted else fw.DEFAULT
+        assumed = fw.parse_version(self.driver_fw) if self.driver_fw else running
+        return running, assumed
 
     @classmethod
     def from_env(cls, env=None) -> "Config":

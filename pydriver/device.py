@@ -101,8 +101,7 @@ class Device:
         self.config = config
         # The firmware the device runs, and the layouts the driver uses to
         # talk to it: the same, unless a test forces a mismatch.
-        self.fw_version = fw.parse_version(config.fw) if config.fw else fw.DEFAULT
-        self.drv_version = fw.parse_version(config.driver_fw) if config.driver_fw else self.fw_version
+        self.fw_version, self.drv_version = config.fw_for(minor)
         self.S = fw.FwStructs(self.drv_version)
         self.vram = Vram(config.vram_size, f"aicard{minor}-vram")
         self.lock = threading.RLock()

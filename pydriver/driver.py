@@ -75,7 +75,12 @@ class Driver:
         with self.lock:
             dev = self.devices.get(minor)
             if dev is None:
-                dev = self.devices[minor] = Device(minor, self.config)
+                try:
+                    dev = Device(minor, self.config)
+                except ValueError as e:       # e.g. AISHIM_FW names no known firmware
+                    log.error("aicard%d does not boot: %s", minor, e)
+                    raise DriverError(errno.ENODEV, str(e)) from None
+                self.devices[minor] = dev
             return dev
 
     def _file(self, fd: int) -> File:

@@ -262,3 +262,61 @@ class Layout:
 def c_string(raw: bytes) -> str:
     """A NUL-terminated C char array as text (bytes past the NUL ignored)."""
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One difference between two field tables (structs diff)."""
+
+    change: str          # added, removed, moved, resized, retyped
+    name: str
+    old: Field | None
+    new: Field | None
+
+
+def _stay_in_order(a: list[str], b: list[str]) -> set[str]:
+    """Names on a longest common subsequence of a and b: the fields that kept
+    their relative order.  The others were moved."""
+    n, m = len(a), len(b)
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = best[i + 1][j + 1] + 1 if a[i] == b[j] else max(best[i + 1][j], best[i][j + 1])
+    keep, i, j = set(), 0, 0
+    while i < n and j < m:
+        if a[i] == b[j]:
+            keep.add(a[i])
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return keep
+
+
+def diff_fields(old: list[Field], new: list[Field]) -> list[FieldChange]:
+    """What changed from one field table to another, by field name: added,
+    removed, resized, retyped, moved (relative order changed) and shifted
+    (same field, new offset only because of the changes before it)."""
+    a = {f.name: f for f in old}
+    b = {f.name: f for f in new}
+    common_old = [f.name for f in old if f.name in b]
+    common_new = [f.name for f in new if f.name in a]
+    in_order = _stay_in_order(common_old, common_new)
+    out = []
+    for f in old:
+        if f.name not in b:
+            out.append(FieldChange("removed", f.name, f, None))
+    for f in new:
+        g = a.get(f.name)
+        if g is None:
+            out.append(FieldChange("added", f.name, None, f))
+        elif g.size != f.size:
+            out.append(FieldChange("resized", f.name, g, f))
+        elif g.ctype != f.ctype:
+            out.append(FieldChange("retyped", f.name, g, f))
+        elif f.name not in in_order:
+            out.append(FieldChange("moved", f.name, g, f))
+        elif g.offset != f.offset:
+            out.append(FieldChange("shifted", f.name, g, f))
+    return out

@@ -68,3 +68,30 @@ def test_dis_of_garbage_is_one_line(built, tmp_path):
     junk.write_bytes(b"\x00" * 100)
     r = aishim("dis", str(junk))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "offset" in r.stderr
+
+
+def test_structs_list_show_diff_decode(built, tmp_path):
+    import json
+    r = aishim("structs", "list", "--json")
+    names = {row["name"] for row in json.loads(r.stdout)}
+    assert {"LaunchCmd", "CopyCmd", "InitData", "Submit", "BoCreate"} <= names
+    r = aishim("structs", "show", "CopyCmd", "--fw", "3.0")
+    assert r.returncode == 0 and "u64      src;" in r.stdout and "firmware 3.0, 0x34 bytes" in r.stdout
+    r = aishim("structs", "diff", "CopyCmd", "--fw", "2.0", "--fw", "3.0")
+    assert "> src              moved 0x24 -> 0x2c" in r.stdout and "- flags" in r.stdout
+    r = aishim("structs", "diff", "FenceWriteCmd", "--fw", "2.1", "--fw", "3.0", "--json")
+    changes = json.loads(r.stdout)["changes"]
+    assert {"change": "removed", "field": "flags", "old": {"offset": 20, "size": 4, "type": "u32"},
+            "new": None} in changes
+    blob = tmp_path / "blob"
+    blob.write_bytes((0x10000).to_bytes(8, "little") + bytes(4) + (3).to_bytes(4, "little") + bytes(8))
+    r = aishim("structs", "decode", "BoCreate", str(blob))
+    assert "[  0.  8] size = 0x10000" in r.stdout and "[ 12.  4] handle = 3" in r.stdout
+    r = aishim("structs", "decode", "BoCreate", "--offset", "8", str(blob))
+    assert r.returncode == 1 and "need 0x18 at offset 0x8" in r.stderr
+
+
+def test_structs_errors_are_one_line(built):
+    for args in (["show", "Nope"], ["diff", "CopyCmd", "--fw", "2.0"], ["show", "CopyCmd", "--fw", "9.0"]):
+        r = aishim("structs", *args)
+        assert r.returncode == 1 and r.stderr.startswith("aishim: ") and "Traceback" not in r.stderr
