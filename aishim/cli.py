@@ -6,6 +6,10 @@
     aishim dis MODULE
     aishim lib
     aishim structs list | show NAME | diff NAME --fw A --fw B | decode NAME FILE
+    aishim record -o FILE [--fw V] -- PROG ARGS...
+    aishim show FILE [--json | --format chrome] [--filter NAMES] [--fw V]
+    aishim replay FILE [--loose] -- PROG ARGS...
+    aishim diff A B
 """
 
 from __future__ import annotations
@@ -57,18 +61,36 @@ def _check_fw(spec: str | None) -> None:
                 raise AishimError(str(e)) from None
 
 
-def cmd_run(args) -> int:
+def cmd_run(args, extra_env: dict | None = None) -> int:
     if not args.command:
         raise AishimError("run: no program given (aishim run -- PROG ARGS...)")
-    _check_fw(args.fw)
+    _check_fw(getattr(args, "fw", None))
     prog = _resolve_program(args.command[0])
     env = child_env(args)
+    env.update(extra_env or {})
     sys.stdout.flush()
     sys.stderr.flush()
     # exec, not spawn: the program gets our pid, our signals and its own exit
     # status reaches the caller untouched.
     os.execve(prog, args.command, env)
     return 127  # not reached
+
+
+def run_child(args, extra_env: dict | None = None) -> int:
+    """Run the program as a child (when aishim has work left after it) and
+    return its exit status, 128+N for a death by signal N, as a shell does."""
+    import signal
+    import subprocess
+    prog = _resolve_program(args.command[0])
+    env = child_env(args)
+    env.update(extra_env or {})
+    proc = subprocess.Popen([prog, *args.command[1:]], env=env)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the child gets the Ctrl-C
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 128 - code if code < 0 else code
 
 
 def cmd_info(args, out) -> int:
@@ -127,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("lib", help="print the preload library's path (LD_PRELOAD=$(aishim lib) ./app)")
 
-    from aishim import structs_cmd
+    from aishim import structs_cmd, trace_cmd
     structs_cmd.add_parser(sub)
+    trace_cmd.add_parsers(sub)
     return p
 
 
@@ -137,9 +160,19 @@ def main(argv=None, out=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
+    if getattr(args, "cmd", None) == "replay":
+        args.devices = args.fw = None
     try:
         if args.cmd == "run":
             return cmd_run(args)
+        if args.cmd in ("record", "show", "replay", "diff"):
+            from aishim import trace_cmd
+            if args.cmd == "record":
+                _check_fw(args.fw)
+                return trace_cmd.cmd_record(args, cmd_run)
+            if args.cmd == "replay":
+                return trace_cmd.cmd_replay(args, run_child)
+            return {"show": trace_cmd.cmd_show, "diff": trace_cmd.cmd_diff}[args.cmd](args, out)
         if args.cmd == "structs":
             from aishim import structs_cmd
             return structs_cmd.run(args, out)

@@ -43,9 +43,17 @@ extern "Python+C" int aicard_py_mmap(int fd, uint64_t length, int prot, int flag
                                      int *out_fd, uint64_t *out_offset);
 extern "Python+C" int aicard_py_mapped(int fd, uint64_t addr, uint64_t length, uint64_t offset);
 extern "Python+C" int aicard_py_munmap(uint64_t addr, uint64_t length);
+extern "Python+C" int aicard_py_exit(void);
+extern "Python+C" int aicard_py_ping(void);
 """
 
-CDEF = EXTERN_PYTHON + "int aicard_drv_boot(void);\n"
+# What aicard_py_ping returns once the Python side is attached.  cffi makes a
+# function whose init code failed return 0 - for an ioctl that would be a
+# silent "success" - so the preload library checks this before any device
+# call and refuses device access if it does not come back.
+PING_MAGIC = 0x1CA1C0DE
+
+CDEF = EXTERN_PYTHON + "int aicard_drv_boot(void);\nvoid aicard_drv_exit(void);\n"
 
 
 def extern_names() -> list[str]:
@@ -119,6 +127,16 @@ __attribute__((visibility("default"))) int aicard_drv_boot(void)
     }
     pthread_mutex_unlock(&lock);
     return ret;
+}
+
+int aicard_py_exit(void);   /* the extern "Python+C" entry, generated below */
+
+/* Process exit (the preload library's destructor): let the driver finish
+ * its trace.  Not if the host was Python and has already finalized. */
+__attribute__((visibility("default"))) void aicard_drv_exit(void)
+{
+    if (Py_IsInitialized())
+        aicard_py_exit();
 }
 """
 

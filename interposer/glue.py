@@ -9,7 +9,9 @@ must never give.
 
 from __future__ import annotations
 
+import atexit
 import errno
+import os
 import sys
 import threading
 import traceback
@@ -27,8 +29,44 @@ def driver() -> Driver:
     if _driver is None:
         with _driver_lock:
             if _driver is None:
-                _driver = Driver()
+                _driver = _make_driver()
     return _driver
+
+
+def _make_driver() -> Driver:
+    """The simulated device, recorded if AISHIM_RECORD names a trace file;
+    or, with AISHIM_REPLAY, a recorded trace answering instead of a device."""
+    atexit.register(finish)
+    replay = os.environ.get("AISHIM_REPLAY")
+    if replay:
+        from pydriver.replay import ReplayDriver
+        return ReplayDriver(replay, status_path=os.environ.get("AISHIM_REPLAY_STATUS"),
+                            loose=bool(os.environ.get("AISHIM_REPLAY_LOOSE")))
+    tracer = None
+    path = os.environ.get("AISHIM_RECORD")
+    if path:
+        from traces.recorder import Recorder
+        tracer = Recorder(path, _argv())
+    # A Python host runs its atexit hooks; a C host reaches finish() through
+    # the preload library's destructor.  finish() may run twice: it is idempotent.
+    return Driver(tracer=tracer)
+
+
+def _argv() -> list[str]:
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def finish() -> int:
+    d = _driver
+    if d is not None and d.tracer is not None:
+        d.tracer.close()
+    if d is not None and hasattr(d, "finish"):
+        d.finish()
+    return 0
 
 
 def _on_error(exc_type, exc_value, tb):
@@ -42,6 +80,9 @@ def _on_error(exc_type, exc_value, tb):
 
 
 def attach(ffi, lib) -> None:
+    if os.environ.get("AISHIM_INJECT_BUG") == "init":
+        raise RuntimeError("driver start-up failure injected by AISHIM_INJECT_BUG=init")
+
     def extern(fn):
         ATTACHED.append(fn.__name__)
         return ffi.def_extern(error=-errno.EIO, onerror=_on_error)(fn)
@@ -77,6 +118,15 @@ def attach(ffi, lib) -> None:
     @extern
     def aicard_py_munmap(addr, length):
         return driver().munmap(addr, length)
+
+    @extern
+    def aicard_py_exit():
+        return finish()
+
+    @extern
+    def aicard_py_ping():
+        from interposer.build import PING_MAGIC
+        return PING_MAGIC
 
     from interposer.build import extern_names
     missing = set(extern_names()) - set(ATTACHED)

@@ -181,6 +181,8 @@ static struct {
 	int (*mmap)(int fd, uint64_t length, int prot, int flags, uint64_t offset, int *out_fd, uint64_t *out_offset);
 	int (*mapped)(int fd, uint64_t addr, uint64_t length, uint64_t offset);
 	int (*munmap)(uint64_t addr, uint64_t length);
+	void (*exit)(void);
+	int (*ping)(void);
 } drv;
 static int drv_error;	/* -errno when the driver could not be loaded */
 static pthread_once_t drv_once = PTHREAD_ONCE_INIT;
@@ -235,11 +237,24 @@ static void drv_load(void)
 	drv.mmap = drv_sym(h, "aicard_py_mmap");
 	drv.mapped = drv_sym(h, "aicard_py_mapped");
 	drv.munmap = drv_sym(h, "aicard_py_munmap");
+	drv.exit = drv_sym(h, "aicard_drv_exit");
+	drv.ping = drv_sym(h, "aicard_py_ping");
 	if (drv_error)
 		return;
 	int r = drv.boot();
-	if (r < 0)
+	if (r < 0) {
 		drv_fail("the driver failed to start", NULL);
+		return;
+	}
+	/* The first call starts Python and runs the driver's init code.  If that
+	 * failed, cffi answers 0 for every entry point; the ping tells. */
+	in_driver = 1;
+	r = drv.ping();
+	in_driver = 0;
+	if (r != AICARD_PING_MAGIC) {
+		drv_fail("the driver's Python side did not start (see the error above); device access refused", NULL);
+		drv.exit = NULL;
+	}
 }
 
 static inline int drv_ready(void)
@@ -1128,4 +1143,12 @@ static void atfork_child(void)
 __attribute__((constructor)) static void aicard_preload_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* exit(): the driver finishes what it writes (the trace's END record).
+ * Only if a device was ever used: otherwise there is no driver at all. */
+__attribute__((destructor)) static void aicard_preload_fini(void)
+{
+	if (drv.exit && !drv_error && !in_driver)
+		drv.exit();
 }

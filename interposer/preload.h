@@ -12,5 +12,6 @@
 /* 240-254 are the character majors Linux reserves for local/experimental use. */
 #define AICARD_MAJOR 240
 #define AICARD_DRIVER_LIB_NAME "libaicard_driver.so"
+#define AICARD_PING_MAGIC 0x1CA1C0DE		/* interposer/build.py PING_MAGIC */
 
 #endif

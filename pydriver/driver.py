@@ -27,7 +27,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-from pydriver import ioctls
+from pydriver import ioctls, tracing
 from pydriver.config import Config
 from pydriver.context import Context
 from pydriver.device import Device
@@ -54,13 +54,17 @@ class Mapping:
     end: int
     bo: object
     device: Device
+    bo_offset: int = 0            # byte of the BO mapped at start
 
 
 class Driver:
-    def __init__(self, config: Config | None = None, mm: UserMemory | None = None):
+    def __init__(self, config: Config | None = None, mm: UserMemory | None = None, tracer=None):
         self.config = config or Config.from_env()
         configure_log(self.config.log_level, self.config.log_file)
+        self.tracer = tracer                  # pydriver.tracing.Tracer, or None
         self.mm = mm or UserMemory()
+        if tracer is not None:
+            self.mm = tracing.TracedUserMemory(self.mm, tracer)
         self.lock = threading.Lock()          # files, devices, mappings
         self.devices: dict[int, Device] = {}
         self.files: dict[int, File] = {}
@@ -81,7 +85,26 @@ class Driver:
                     log.error("aicard%d does not boot: %s", minor, e)
                     raise DriverError(errno.ENODEV, str(e)) from None
                 self.devices[minor] = dev
+                if self.tracer is not None:
+                    self.tracer.device(dev)
+                    tr = self.tracer
+                    dev.set_ring_hook(lambda d, off, data: tr.ring(minor, d, off, data, dev.clock.now()))
             return dev
+
+    def _minor(self, fd: int) -> int:
+        f = self.files.get(fd)
+        return f.ctx.device.minor if f is not None else 0xFFFF
+
+    def _traced(self, call: int, fd: int, minor: int, req: int, what: str, fn, *args, **extra) -> int:
+        """Run a guarded entry point, reported to the tracer at entry and exit."""
+        t = self.tracer
+        if t is None:
+            return self._guard(what, fn, *args)
+        seq = t.enter(call, fd, minor, req, **extra)
+        r = self._guard(what, fn, *args)
+        extra.pop("path", None)
+        t.exit(seq, call, fd, minor, req, r, **extra)
+        return r
 
     def _file(self, fd: int) -> File:
         f = self.files.get(fd)
@@ -105,7 +128,8 @@ class Driver:
     # -- open / close / dup ---------------------------------------------
 
     def open(self, minor: int, fd: int, flags: int = 0) -> int:
-        return self._guard(f"open(aicard{minor})", self._open, minor, fd)
+        return self._traced(tracing.OPEN, fd, minor, flags, f"open(aicard{minor})", self._open, minor, fd,
+                            path=f"/dev/aicard{minor}")
 
     def _open(self, minor: int, fd: int) -> int:
         if not 0 <= minor < self.config.devices:
@@ -128,13 +152,14 @@ class Driver:
                 self._drop(newfd)
                 f.refs += 1
                 self.files[newfd] = f
-        return self._guard(f"dup({oldfd}, {newfd})", _dup)
+        return self._traced(tracing.DUP, oldfd, self._minor(oldfd), 0, f"dup({oldfd}, {newfd})", _dup,
+                            a0=newfd)
 
     def close(self, fd: int) -> int:
         def _close():
             with self.lock:
                 self._drop(fd)
-        return self._guard(f"close({fd})", _close)
+        return self._traced(tracing.CLOSE, fd, self._minor(fd), 0, f"close({fd})", _close)
 
     def _drop(self, fd: int) -> None:
         """Forget fd; destroy its context with the last reference (lock held)."""
@@ -168,6 +193,27 @@ class Driver:
 
     def ioctl(self, fd: int, req: int, buf, arg_fault: bool = False, argaddr: int = 0) -> int:
         req &= 0xFFFFFFFF
+        t = self.tracer
+        if t is None:
+            return self._ioctl(fd, req, buf, arg_fault, argaddr)
+        minor = self._minor(fd)
+        name = getattr(ioctls.HANDLERS.get(req), "ioctl", None)
+        name = name.name if name else ""
+        # Host-mapped buffers cross no syscall: snapshot what changed in them
+        # before work is submitted (inputs) and after it is waited for (results).
+        if self.maps and name in _SUBMITS:
+            t.snapshot(tracing.SNAP_SUBMIT, self.maps)
+        # a2 = 1: the argument pointer itself could not be read.
+        seq = t.enter(tracing.IOCTL, fd, minor, req, None if arg_fault else bytes(buf), a0=argaddr,
+                      a2=int(arg_fault))
+        r = self._ioctl(fd, req, buf, arg_fault, argaddr)
+        t.exit(seq, tracing.IOCTL, fd, minor, req, r, bytes(buf) if r >= 0 else None, a0=argaddr,
+               a2=int(arg_fault))
+        if self.maps and name in _SYNCS:
+            t.snapshot(tracing.SNAP_SYNC, self.maps)
+        return r
+
+    def _ioctl(self, fd: int, req: int, buf, arg_fault: bool, argaddr: int) -> int:
         try:
             f = self._file(fd)
         except DriverError as e:
@@ -227,6 +273,9 @@ class Driver:
                     raise DriverError(errno.EINVAL, f"length {length:#x} is not 1..{bo.size:#x}")
                 out.append((ctx.device.vram.fd, bo.vram_offset))
         r = self._guard(f"mmap(fd {fd}, offset {offset:#x})", _mmap)
+        if r < 0 and self.tracer is not None:        # a successful mmap is reported by mapped()
+            seq = self.tracer.enter(tracing.MMAP, fd, self._minor(fd), prot, a0=length, a1=offset, a2=flags)
+            self.tracer.exit(seq, tracing.MMAP, fd, self._minor(fd), prot, r, a0=length, a1=offset, a2=flags)
         return (r, *out[0]) if r >= 0 else (r, -1, 0)
 
     def mapped(self, fd: int, addr: int, length: int, offset: int) -> int:
@@ -244,7 +293,11 @@ class Driver:
                 m = Mapping(addr, addr + length, bo, dev)
                 self.maps.insert(bisect.bisect_left([x.start for x in self.maps], addr), m)
             log.debug("mmap(fd %d, BO %d) = 0x%x (+0x%x)", fd, bo.handle, addr, length)
-        return self._guard("mapped", _mapped)
+        r = self._guard("mapped", _mapped)
+        if self.tracer is not None:
+            seq = self.tracer.enter(tracing.MMAP, fd, self._minor(fd), 0, a0=length, a1=offset)
+            self.tracer.exit(seq, tracing.MMAP, fd, self._minor(fd), 0, addr, a0=length, a1=offset)
+        return r
 
     def munmap(self, addr: int, length: int) -> int:
         def _munmap():
@@ -256,7 +309,7 @@ class Driver:
                         keep.append(m)
                         continue
                     pieces = [(s, e) for s, e in ((m.start, addr), (end, m.end)) if e > s]
-                    keep.extend(Mapping(s, e, m.bo, m.device) for s, e in pieces)
+                    keep.extend(Mapping(s, e, m.bo, m.device, m.bo_offset + (s - m.start)) for s, e in pieces)
                     gone.append((m, len(pieces)))
                 self.maps = sorted(keep, key=lambda m: m.start)
             for m, pieces in gone:
@@ -265,7 +318,7 @@ class Driver:
                     if m.bo.host_maps == 0 and m.bo.destroyed and m.bo in m.device.orphans:
                         m.device.orphans.discard(m.bo)
                         m.device.free_bo_memory(m.bo)
-        return self._guard("munmap", _munmap)
+        return self._traced(tracing.MUNMAP, -1, 0xFFFF, 0, "munmap", _munmap, a0=length, a1=addr)
 
     # -- fork -----------------------------------------------------------
 
@@ -279,6 +332,14 @@ class Driver:
         for f in self.files.values():
             f.inherited = True
         self.mm = UserMemory()
+        if self.tracer is not None:
+            # The child's device calls go to a trace file of its own.
+            self.tracer = self.tracer.forked()
+            self.mm = tracing.TracedUserMemory(self.mm, self.tracer)
+
+
+_SUBMITS = {"SUBMIT", "COPY", "MEMSET"}
+_SYNCS = {"WAIT", "EVENT_WAIT", "COPY", "MEMSET"}
 
 
 def _injected_bug(ctx, rec):

@@ -44,7 +44,7 @@ def test_preload_links_only_libc(built):
 
 
 def test_driver_library_exports_every_entry_point(built):
-    names = set(build.extern_names()) | {"aicard_drv_boot"}
+    names = set(build.extern_names()) | {"aicard_drv_boot", "aicard_drv_exit"}
     assert names <= _exported(PRELOAD.parent / build.DRIVER_NAME)
 
 
@@ -92,3 +92,18 @@ def test_handler_exception_is_eio_and_logged(cbuild):
     assert "driver bug in BO_CREATE (returning EIO)" in r.stderr
     assert "RuntimeError: bug injected" in r.stderr
     assert "ok dup" in r.stdout           # later calls still work
+
+
+def test_ping_magic_agrees():
+    import re
+    text = (build.HERE / "preload.h").read_text()
+    assert int(re.search(r"AICARD_PING_MAGIC (0x[0-9A-Fa-f]+)", text).group(1), 16) == build.PING_MAGIC
+
+
+def test_a_driver_that_fails_to_start_refuses_device_access(cbuild):
+    """cffi answers 0 ("success") from entry points whose init failed; the
+    preload library must turn that into errors, not silent successes."""
+    r = run([cbuild("interpose"), "open"], env={"AISHIM_INJECT_BUG": "init"})
+    assert "ok open\n" not in r.stdout
+    assert "FAIL open: fd=-1 (errno EIO)" in r.stdout
+    assert "did not start" in r.stderr

@@ -1,0 +1,160 @@
+"""The recorder: the driver's Tracer, writing a trace file.
+
+Each call is recorded at entry (its inputs, written at once, so a crash
+inside the call keeps them) and at exit (outputs, the user buffers the
+driver read or wrote, the firmware ring traffic, written in one batch).
+Sequence numbers are global across threads, in the order calls entered.
+
+File per process: the first process to touch a device claims PATH; any
+other (a fork()ed or exec()ed child, a sibling started by a shell) writes
+PATH.<pid>.  A process that never touches a device writes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from traces import format as tf
+from traces.writer import TraceWriter
+
+PAGE = 4096
+
+
+class Recorder:
+    def __init__(self, path: str, argv: list[str] | None = None):
+        self.path = path
+        self.argv = list(sys.argv if argv is None else argv)
+        self._writer: TraceWriter | None = None
+        self._open_lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._seq_lock = threading.Lock()
+        self._local = threading.local()
+        self._shadows: dict = {}            # (minor, handle) -> bytearray: last snapshot of a mapped BO
+        self.fw_version = 0
+
+    # -- the file ------------------------------------------------------------
+
+    @property
+    def writer(self) -> TraceWriter:
+        w = self._writer
+        if w is None:
+            with self._open_lock:
+                if self._writer is None:
+                    self._writer = self._claim()
+                w = self._writer
+        return w
+
+    def _claim(self) -> TraceWriter:
+        kw = dict(pid=os.getpid(), argv=self.argv, fw_version=self.fw_version)
+        try:
+            return TraceWriter(self.path, **kw)
+        except FileExistsError:
+            return TraceWriter(f"{self.path}.{os.getpid()}", exclusive=False, **kw)
+
+    def forked(self) -> "Recorder":
+        return Recorder(self.path, self.argv)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    # -- calls -----------------------------------------------------------------
+
+    def _batch(self) -> list | None:
+        return getattr(self._local, "batch", None)
+
+    def enter(self, call, fd, minor, req, arg=None, *, a0=0, a1=0, a2=0, path=None) -> int:
+        w = self.writer
+        with self._seq_lock:
+            seq = next(self._seq)
+            tail = path.encode() if path is not None else (arg or b"")
+            # Written under the lock: file order is seq order.
+            w.write([w.encode(tf.RecordType.CALL, tail, seq=seq, t_ns=time.monotonic_ns(), pid=os.getpid(),
+                              tid=threading.get_native_id(), phase=0, call=call, minor=minor, fd=fd, req=req,
+                              a0=a0, a1=a1, a2=a2)])
+        self._local.seq = seq
+        self._local.batch = []
+        return seq
+
+    def exit(self, seq, call, fd, minor, req, ret, arg=None, *, a0=0, a1=0, a2=0) -> None:
+        w = self.writer
+        batch = self._batch() or []
+        batch.append(w.encode(tf.RecordType.CALL, arg or b"", seq=seq, t_ns=time.monotonic_ns(), pid=os.getpid(),
+                              tid=threading.get_native_id(), phase=1, call=call, minor=minor, fd=fd, req=req,
+                              ret=ret, a0=a0, a1=a1, a2=a2))
+        self._local.batch = None
+        self._local.seq = 0
+        w.write(batch)
+
+    def _emit(self, records: list) -> None:
+        batch = self._batch()
+        if batch is None:
+            self.writer.write(records)
+        else:
+            batch.extend(records)
+
+    def user(self, direction, addr, data) -> None:
+        w = self.writer
+        out: list = []
+        bid = w.blob(data, out)
+        out.append(w.encode(tf.RecordType.USER, seq=getattr(self._local, "seq", 0), dir=direction, addr=addr,
+                            size=len(data), blob=bid))
+        self._emit(out)
+
+    def ring(self, minor, direction, offset, data, ticks) -> None:
+        w = self.writer
+        self._emit([w.encode(tf.RecordType.RING, data, seq=getattr(self._local, "seq", 0), t_ns=time.monotonic_ns(),
+                             ticks=ticks, minor=minor, dir=0 if direction == "cmd" else 1, offset=offset)])
+
+    def device(self, dev) -> None:
+        from structs import fw
+        if not self.fw_version:
+            self.fw_version = fw.pack_version(dev.fw_version)
+        w = self.writer
+        boot_ns = dev.clock._t0
+        self._emit([w.encode(tf.RecordType.DEVICE, minor=dev.minor, fw_version=fw.pack_version(dev.fw_version),
+                             drv_version=fw.pack_version(dev.drv_version), vram_size=dev.vram.size,
+                             freq=dev.clock.freq, boot_t_ns=boot_ns)])
+
+    # -- host-mapped memory ----------------------------------------------------
+
+    def snapshot(self, point, maps) -> None:
+        """Record the pages of every host-mapped buffer that changed since the
+        last snapshot: a page compare against a shadow copy, not a copy of
+        everything every time."""
+        w = self.writer
+        out: list = []
+        seen = set()
+        for m in maps:
+            bo, dev = m.bo, m.device
+            key = (dev.minor, bo.handle)
+            if key in seen or dev.vram.u8 is None:
+                continue
+            seen.add(key)
+            shadow = self._shadows.get(key)
+            if shadow is None or len(shadow) != bo.size:
+                shadow = self._shadows[key] = bytearray(bo.size)     # a new BO reads as zeros
+            cur = dev.vram.u8[bo.vram_offset:bo.vram_offset + bo.size]
+            old = np.frombuffer(shadow, dtype=np.uint8)
+            pages = bo.size // PAGE
+            diff = (cur.reshape(pages, PAGE) != old.reshape(pages, PAGE)).any(axis=1)
+            if not diff.any():
+                continue
+            idx = np.flatnonzero(diff)
+            # Runs of consecutive changed pages: one record each.
+            breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+            for run in np.split(idx, breaks):
+                lo, hi = int(run[0]) * PAGE, (int(run[-1]) + 1) * PAGE
+                data = cur[lo:hi].tobytes()
+                shadow[lo:hi] = data
+                bid = w.blob(data, out)
+                out.append(w.encode(tf.RecordType.SNAP, seq=getattr(self._local, "seq", 0), point=point,
+                                    minor=dev.minor, handle=bo.handle, offset=lo, size=hi - lo, blob=bid))
+        if out:
+            self._emit(out)
