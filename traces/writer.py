@@ -16,6 +16,8 @@ import zlib
 from traces import format as tf
 
 COMPRESS_MIN = 512          # smaller payloads are stored as they are
+SAMPLE = 64 << 10           # big payloads: compress only if a sample shrinks well
+SAMPLE_RATIO = 0.6
 
 
 def blob_id(data) -> int:
@@ -67,7 +69,11 @@ class TraceWriter:
         self._blobs.add(bid)
         raw = bytes(data)
         codec, body = 0, raw
-        if len(raw) >= COMPRESS_MIN:
+        # zlib runs at 100-600 MB/s: for a big payload, first ask a sample
+        # whether compressing is worth it (float data often is not).
+        worth = len(raw) >= COMPRESS_MIN and (
+            len(raw) <= 4 * SAMPLE or len(zlib.compress(raw[:SAMPLE], 1)) < SAMPLE * SAMPLE_RATIO)
+        if worth:
             packed = zlib.compress(raw, 1)
             if len(packed) < len(raw) * 0.9:
                 codec, body = 1, packed
