@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 BUILD  := $(CURDIR)/build
 SHIM   := $(BUILD)/lib/libaicard_preload.so
 
-.PHONY: all demo test bench clean shim umd
+.PHONY: all demo test fuzz bench clean shim umd
 
 all: shim umd
 
@@ -38,6 +38,13 @@ demo: all
 
 test: all
 	$(VPY) -m pytest -q
+
+# The long fuzz run (a short seeded one is part of `make test`).
+# FUZZ_EXAMPLES=10000 gives about 100k ioctls.
+FUZZ_EXAMPLES ?= 10000
+fuzz: all
+	LD_PRELOAD=$(SHIM) AICARD_KERNELS=$(BUILD)/umd/kernels AISHIM_WATCHDOG=0.2 AISHIM_LOG=error \
+		$(VPY) tests/fuzz_ioctls.py --examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) build
