@@ -39,6 +39,9 @@ demo: all
 test: all
 	$(VPY) -m pytest -q
 
+bench: all
+	$(AISHIM) bench
+
 # The long fuzz run (a short seeded one is part of `make test`).
 # FUZZ_EXAMPLES=10000 gives about 100k ioctls.
 FUZZ_EXAMPLES ?= 10000

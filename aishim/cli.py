@@ -10,6 +10,7 @@
     aishim show FILE [--json | --format chrome] [--filter NAMES] [--fw V]
     aishim replay FILE [--loose] -- PROG ARGS...
     aishim diff A B
+    aishim bench [--quick] [--json] [--only NAMES]
 """
 
 from __future__ import annotations
@@ -149,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("lib", help="print the preload library's path (LD_PRELOAD=$(aishim lib) ./app)")
 
-    from aishim import structs_cmd, trace_cmd
+    from aishim import bench, structs_cmd, trace_cmd
     structs_cmd.add_parser(sub)
     trace_cmd.add_parsers(sub)
+    bench.add_parser(sub)
     return p
 
 
@@ -173,6 +175,9 @@ def main(argv=None, out=None) -> int:
             if args.cmd == "replay":
                 return trace_cmd.cmd_replay(args, run_child)
             return {"show": trace_cmd.cmd_show, "diff": trace_cmd.cmd_diff}[args.cmd](args, out)
+        if args.cmd == "bench":
+            from aishim import bench
+            return bench.main(args, out)
         if args.cmd == "structs":
             from aishim import structs_cmd
             return structs_cmd.run(args, out)

@@ -167,7 +167,9 @@ static inline int fd_lookup(int fd)
 
 /* Per-thread: set while this thread runs driver code, so the driver's own
  * file and memory calls never come back into the driver. */
-static __thread int in_driver;
+/* initial-exec: a preloaded library has static TLS, and this flag is read
+ * on hot paths (the default model would call __tls_get_addr every time). */
+static __thread int in_driver __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------------- */
 /* The driver library, loaded on first use.                               */
@@ -477,7 +479,7 @@ AICARD_EXPORT int open(const char *path, int flags, ...)
 	va_end(ap);
 	ensure_real();
 	int minor = path_minor(path);
-	if (minor < 0 || in_driver)
+	if (__builtin_expect(minor < 0, 1) || in_driver)
 		return real_open(path, flags, mode);
 	return device_open(minor, flags);
 }
@@ -799,11 +801,12 @@ AICARD_EXPORT int munmap(void *addr, size_t length)
 /* Minor of a path or of dirfd itself (AT_EMPTY_PATH), or -1. */
 static int stat_target(int dirfd, const char *path, int flags)
 {
-	if (in_driver)
-		return -1;
+	int minor;
 	if ((flags & AT_EMPTY_PATH) && path && !*path)
-		return fd_ours(dirfd);
-	return path_minor_at(dirfd, path);
+		minor = fd_ours(dirfd);
+	else
+		minor = path_minor_at(dirfd, path);
+	return minor >= 0 && in_driver ? -1 : minor;
 }
 
 AICARD_EXPORT int stat(const char *path, struct stat *st)
@@ -921,7 +924,7 @@ static int device_access(int mode)
 AICARD_EXPORT int access(const char *path, int mode)
 {
 	ensure_real();
-	if (in_driver || path_minor(path) < 0)
+	if (path_minor(path) < 0 || in_driver)
 		return real_access(path, mode);
 	return device_access(mode);
 }
@@ -929,7 +932,7 @@ AICARD_EXPORT int access(const char *path, int mode)
 AICARD_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 {
 	ensure_real();
-	if (in_driver || path_minor_at(dirfd, path) < 0)
+	if (path_minor_at(dirfd, path) < 0 || in_driver)
 		return real_faccessat(dirfd, path, mode, flags);
 	return device_access(mode);
 }
@@ -937,7 +940,7 @@ AICARD_EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 AICARD_EXPORT int euidaccess(const char *path, int mode)
 {
 	ensure_real();
-	if (in_driver || path_minor(path) < 0)
+	if (path_minor(path) < 0 || in_driver)
 		return real_euidaccess(path, mode);
 	return device_access(mode);
 }
@@ -947,8 +950,8 @@ AICARD_EXPORT int eaccess(const char *, int) __attribute__((alias("euidaccess"))
 AICARD_EXPORT char *realpath(const char *path, char *resolved)
 {
 	ensure_real();
-	int minor = in_driver ? -1 : path_minor(path);
-	if (minor < 0)
+	int minor = path_minor(path);
+	if (minor < 0 || in_driver)
 		return real_realpath(path, resolved);
 	char *out = resolved ? resolved : malloc(PATH_MAX);
 	if (!out)

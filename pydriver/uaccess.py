@@ -13,6 +13,9 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import threading
+
+import numpy as np
 
 from pydriver.errors import DriverError
 
@@ -29,8 +32,11 @@ for _f in (_readv, _writev):
                    ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong]
     _f.restype = ctypes.c_ssize_t
 
-# One call moves at most MAX_RW_COUNT (2 GiB - 1 page) bytes.
+# One call moves at most MAX_RW_COUNT (2 GiB - 1 page) bytes, and takes at
+# most IOV_MAX iovecs.
 _CHUNK = 1 << 30
+_IOV_MAX = 1024
+_SMALL = 64 << 10         # check() reads ranges up to this whole
 
 
 def buffer_address(buf) -> int:
@@ -43,6 +49,7 @@ class UserMemory:
 
     def __init__(self, pid: int | None = None):
         self.pid = os.getpid() if pid is None else pid
+        self._local = threading.local()   # per-thread iovec arrays for page probes
 
     def _xfer(self, fn, local: int, remote: int, n: int, what: str) -> None:
         done = 0
@@ -70,28 +77,43 @@ class UserMemory:
         if n:
             self._xfer(_writev, local_addr, addr, n, "write")
 
-    def check(self, addr: int, n: int, write: bool) -> None:
-        """EFAULT unless every page of [addr, addr+n) is readable (and, with
-        write, writable): what pinning the pages at ioctl time tells a real
-        driver.  One byte per page is touched; a write check writes back the
-        byte it read, which is harmless for a buffer about to be overwritten."""
+    def check(self, addr: int, n: int, write: bool = False) -> None:
+        """EFAULT unless every page of [addr, addr+n) is mapped and readable:
+        what pinning the pages at ioctl time tells a real driver.  A small
+        range is simply read; a big one is probed one byte per page,
+        IOV_MAX pages per syscall.  Nothing is ever written: writing back
+        what was read would race with the program's own threads.  (So a
+        read-only destination is only found when the copy runs.)"""
         if not n:
             return
-        page = 4096
-        first, last = addr & ~(page - 1), (addr + n - 1) & ~(page - 1)
-        starts = [max(addr, p) for p in range(first, last + page, page)]
-        scratch = bytearray(min(len(starts), 1024))
-        base = buffer_address(scratch)
-        for i in range(0, len(starts), 1024):
-            chunk = starts[i:i + 1024]
-            local = (_Iovec * len(chunk))(*[_Iovec(base + j, 1) for j in range(len(chunk))])
-            remote = (_Iovec * len(chunk))(*[_Iovec(a, 1) for a in chunk])
-            for fn in ((_readv, _writev) if write else (_readv,)):
-                got = fn(self.pid, local, len(chunk), remote, len(chunk), 0)
-                if got != len(chunk):
-                    bad = chunk[max(0, got)] if got >= 0 else chunk[0]
-                    raise DriverError(errno.EFAULT, f"bad user pointer 0x{bad:x} "
-                                      f"({'write' if fn is _writev else 'read'} of {n} bytes at 0x{addr:x})")
+        if n <= _SMALL:
+            buf = bytearray(n)
+            self._xfer(_readv, buffer_address(buf), addr, n, "read")
+            return
+        self._probe_pages(addr, n)
+
+    def _probe_pages(self, addr: int, n: int) -> None:
+        iov = getattr(self._local, "iov", None)      # per thread: probes run concurrently
+        if iov is None:
+            iov = self._local.iov = ((_Iovec * _IOV_MAX)(), (_Iovec * _IOV_MAX)(), bytearray(_IOV_MAX))
+            remote, local, scratch = iov
+            lv = np.frombuffer(local, dtype=np.uint64).reshape(-1, 2)
+            lv[:, 0] = buffer_address(scratch) + np.arange(_IOV_MAX, dtype=np.uint64)
+            lv[:, 1] = 1
+            np.frombuffer(remote, dtype=np.uint64).reshape(-1, 2)[:, 1] = 1
+        remote, local, _ = iov
+        rv = np.frombuffer(remote, dtype=np.uint64).reshape(-1, 2)
+        first, last = addr >> 12, (addr + n - 1) >> 12
+        pages = last - first + 1
+        for i in range(0, pages, _IOV_MAX):
+            k = min(_IOV_MAX, pages - i)
+            starts = np.arange(first + i, first + i + k, dtype=np.uint64) << np.uint64(12)
+            starts[0] = max(int(starts[0]), addr)
+            rv[:k, 0] = starts
+            got = _readv(self.pid, local, k, remote, k, 0)
+            if got != k:
+                bad = int(starts[max(0, got)]) if got >= 0 else int(starts[0])
+                raise DriverError(errno.EFAULT, f"bad user pointer 0x{bad:x} ({n} bytes at 0x{addr:x})")
 
     def read(self, addr: int, n: int) -> bytes:
         buf = bytearray(n)

@@ -219,6 +219,7 @@ class Layout:
         self.doc = doc
         self._fields: dict = {}
         self._codecs: dict = {}
+        self._sizes: dict = {}
 
     @staticmethod
     def _key(params: dict) -> tuple:
@@ -239,7 +240,13 @@ class Layout:
         raise KeyError(f"{self.name} has no field {name!r} with {params or 'no params'}")
 
     def sizeof(self, **params) -> int:
-        return self.subcon.sizeof(**params)
+        # Cached: construct computes it by walking the declaration each time.
+        key = self._key(params) if params else ()
+        try:
+            return self._sizes[key]
+        except KeyError:
+            n = self._sizes[key] = self.subcon.sizeof(**params)
+            return n
 
     def codec(self, **params) -> Codec:
         key = self._key(params)
