@@ -51,13 +51,24 @@ class UserMemory:
         self.pid = os.getpid() if pid is None else pid
         self._local = threading.local()   # per-thread iovec arrays for page probes
 
+    def _iovs(self):
+        """This thread's (local iovec, remote iovec, pointers to both): made
+        once, reused, because building ctypes objects dominates small copies."""
+        try:
+            return self._local.xfer
+        except AttributeError:
+            liov, riov = _Iovec(), _Iovec()
+            x = self._local.xfer = (liov, riov, ctypes.byref(liov), ctypes.byref(riov))
+            return x
+
     def _xfer(self, fn, local: int, remote: int, n: int, what: str) -> None:
+        liov, riov, lp, rp = self._iovs()
         done = 0
         while done < n:
             step = min(n - done, _CHUNK)
-            liov = _Iovec(local + done, step)
-            riov = _Iovec(remote + done, step)
-            got = fn(self.pid, ctypes.byref(liov), 1, ctypes.byref(riov), 1, 0)
+            liov.iov_base, liov.iov_len = local + done, step
+            riov.iov_base, riov.iov_len = remote + done, step
+            got = fn(self.pid, lp, 1, rp, 1, 0)
             if got != step:
                 err = ctypes.get_errno() if got < 0 else errno.EFAULT
                 if err in (errno.EFAULT, 0):
@@ -124,5 +135,9 @@ class UserMemory:
     def write(self, addr: int, data) -> None:
         n = len(data)
         if n:
-            buf = data if isinstance(data, bytearray) else bytearray(data)
-            self.write_from(addr, buffer_address(buf), n)
+            if isinstance(data, bytes):
+                # The bytes object's own storage: no copy (it is only read).
+                self.write_from(addr, ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, n)
+            else:
+                buf = data if isinstance(data, bytearray) else bytearray(data)
+                self.write_from(addr, buffer_address(buf), n)

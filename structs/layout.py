@@ -220,6 +220,7 @@ class Layout:
         self._fields: dict = {}
         self._codecs: dict = {}
         self._sizes: dict = {}
+        self._codec0: Codec | None = None      # the codec without params: the hot path
 
     @staticmethod
     def _key(params: dict) -> tuple:
@@ -249,6 +250,11 @@ class Layout:
             return n
 
     def codec(self, **params) -> Codec:
+        if not params:
+            c = self._codec0
+            if c is None:
+                c = self._codec0 = self._codecs[()] = Codec(self.name, self.fields())
+            return c
         key = self._key(params)
         try:
             return self._codecs[key]
