@@ -147,17 +147,29 @@ class Codec:
                 want = f.const if f.count > 1 else [f.const]
                 self._consts.append((f.name, flat, tuple(want)))
             flat += f.count
+        # make(): every field zero (or its Const value) unless given.
+        self._index = {f.name: i for i, f in enumerate(fields)}
+        self._defaults = tuple(self._default(f) for f in fields)
+        # unpack(): where each field's values start in the flat tuple.
+        self._slices = []
+        pos = 0
+        for f in fields:
+            self._slices.append((pos, f.count))
+            pos += f.count
 
-    def _group(self, flat: tuple) -> list:
+    @staticmethod
+    def _default(f: Field):
+        if f.is_const:
+            return tuple(f.const) if f.count > 1 else f.const
+        if f.fmt.endswith("s"):
+            return bytes(f.size)
+        zero = 0.0 if f.fmt in "efd" else 0
+        return (zero,) * f.count if f.count > 1 else zero
+
+    def _group(self, flat: tuple):
         if not self._arrays:
-            return list(flat)
-        out, pos = [], 0
-        counts = {i: n for i, n in self._arrays}
-        for i in range(len(self.fields)):
-            n = counts.get(i, 1)
-            out.append(tuple(flat[pos:pos + n]) if n > 1 else flat[pos])
-            pos += n
-        return out
+            return flat
+        return [flat[p:p + n] if n > 1 else flat[p] for p, n in self._slices]
 
     def _flat(self, values: Iterable) -> list:
         if not self._arrays:
@@ -188,19 +200,13 @@ class Codec:
 
     def make(self, **values):
         """A record with every field zero (or its Const value) unless given."""
-        vals = []
-        for f in self.fields:
-            if f.name in values:
-                vals.append(values.pop(f.name))
-            elif f.is_const:
-                vals.append(tuple(f.const) if f.count > 1 else f.const)
-            elif f.fmt.endswith("s"):
-                vals.append(bytes(f.size))
-            else:
-                zero = 0.0 if f.fmt in "efd" else 0
-                vals.append((zero,) * f.count if f.count > 1 else zero)
-        if values:
-            raise LayoutError(f"unknown fields {sorted(values)}")
+        vals = list(self._defaults)
+        index = self._index
+        try:
+            for k, v in values.items():
+                vals[index[k]] = v
+        except KeyError:
+            raise LayoutError(f"unknown fields {sorted(set(values) - set(index))}") from None
         return self.record(*vals)
 
 
