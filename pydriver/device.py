@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import errno
 import threading
-import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from pydriver import hw
@@ -30,6 +30,7 @@ from pydriver.errors import DriverError
 from pydriver.log import log
 from pydriver.ranges import RangeAllocator
 from pydriver.ring import Ring, RingFull
+from pydriver.sim.clock import DeviceClock
 from pydriver.sim.firmware import Firmware
 from pydriver.vram import Vram
 from structs import describe, fw, uapi
@@ -41,26 +42,20 @@ SLOT_HEAP_SIZE = 256 << 10       # fence and event slots
 PARAM_HEAP_SIZE = 1 << 20        # kernel parameter blocks of launches in flight
 
 
-class DeviceClock:
-    """Device time in ticks.  Work advances it by its modelled cost; idle
-    time advances it with the host's monotonic clock.  Never goes back."""
+PRINT_BUFFER_SIZE = 1 << 20      # per context, like CUDA's default printf FIFO
+HOST_PRINTF_MAX = 8 << 20        # printf text the driver keeps for PRINTF_READ, per context
+HOST_NOTIFY_MAX = 1 << 16        # interrupts the driver queues for NOTIFY_WAIT, per context
 
-    def __init__(self, freq: int = hw.TIMESTAMP_FREQ):
-        self.freq = freq
-        self._t0 = time.monotonic_ns()
-        self.busy_until = 0
-        self._last = 0
 
-    def now(self) -> int:
-        wall = (time.monotonic_ns() - self._t0) * self.freq // 1_000_000_000
-        self._last = max(self._last, self.busy_until, wall)
-        return self._last
+@dataclass
+class Mailbox:
+    """What the device sent up for one context and the host has not taken yet."""
 
-    def run(self, cost: int) -> int:
-        """Account for work of cost ticks starting now; returns its end."""
-        self.busy_until = self.now() + max(0, int(cost))
-        self._last = self.busy_until
-        return self.busy_until
+    printf: bytearray = field(default_factory=bytearray)
+    printf_dropped: int = 0
+    notes: deque = field(default_factory=deque)     # CMD_NOTIFY values, oldest first
+    notify_count: int = 0
+    notify_dropped: int = 0
 
 
 @dataclass
@@ -106,7 +101,9 @@ class Device:
         self.vram = Vram(config.vram_size, f"aicard{minor}-vram")
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
-        self.clock = DeviceClock()
+        self.clock = DeviceClock(hw.TIMESTAMP_FREQ)
+        self.mailboxes: dict[int, Mailbox] = {}     # asid -> what the device sent up
+        self.print_buffers: dict[int, int] = {}     # asid -> VRAM offset of its print buffer
         self.contexts: dict[int, object] = {}     # asid -> Context
         self.orphans: set = set()                 # destroyed BOs still mapped by the host
         self.bo_bytes = 0                         # VRAM held by buffer objects
@@ -165,7 +162,8 @@ class Device:
             max_threads_per_block=hw.MAX_THREADS_PER_BLOCK,
             max_shared_per_block=hw.MAX_SHARED_PER_BLOCK,
             max_grid_dim=hw.MAX_GRID, max_block_dim=hw.MAX_BLOCK,
-            timestamp_freq=self.clock.freq, minor=self.minor, caps=0,
+            timestamp_freq=self.clock.freq, minor=self.minor,
+            caps=uapi.CAP_PRINTF | uapi.CAP_NOTIFY | uapi.CAP_TRANSFORMER | uapi.CAP_FENCE_RESET,
             name=hw.NAME.ljust(32, b"\0"),
         )
 
@@ -180,6 +178,10 @@ class Device:
         any of its commands still waiting), so its kernel memory is free."""
         self.firmware.unmap_asid(ctx.id)
         self.contexts.pop(ctx.id, None)
+        self.mailboxes.pop(ctx.id, None)
+        pbuf = self.print_buffers.pop(ctx.id, None)
+        if pbuf is not None:
+            self.vram.free(pbuf, PRINT_BUFFER_SIZE)
         keep = []
         for r in self._retire:
             if r.ctx is ctx:
@@ -242,18 +244,29 @@ class Device:
             self.kick()                 # the firmware empties the ring into its queues
             self.cmd_ring.push(entry)
 
-    def submit(self, ctx, queue, name: str, **fields) -> int:
-        """Send one command (and the FENCE_WRITE that reports it) to the
-        firmware; returns its fence."""
+    def submit(self, ctx, queue, name: str, extra=(), **fields) -> int:
+        """Send one command (then the commands in extra, (name, fields)
+        pairs, under the same fence, and the FENCE_WRITE that reports it)
+        to the firmware; returns its fence."""
         if ctx.faulted is not None:
             raise DriverError(errno.ECANCELED, f"context {ctx.id} was lost to a device fault: {ctx.faulted}")
         seqno = queue.last_seqno + 1
         head = dict(asid=ctx.id, queue=queue.queue_id, seqno=seqno)
         self._push(self._encode(name, **head, **fields))
+        for xname, xfields in extra:
+            self._push(self._encode(xname, **head, **xfields))
         self._push(self._encode("FENCE_WRITE", **head, fence_offset=queue.fence_offset, value=seqno))
         queue.last_seqno = seqno
         self.kick()
         return seqno
+
+    def control(self, ctx, queue, name: str, **fields) -> None:
+        """Send a command that takes no fence (the queue must be idle, so the
+        firmware runs it before this returns)."""
+        if ctx.faulted is not None:
+            raise DriverError(errno.ECANCELED, f"context {ctx.id} was lost to a device fault: {ctx.faulted}")
+        self._push(self._encode(name, asid=ctx.id, queue=queue.queue_id, seqno=queue.last_seqno, **fields))
+        self.kick()
 
     def kick(self) -> None:
         """Ring the doorbell and take in what the firmware answered."""
@@ -283,8 +296,51 @@ class Device:
                 self._fence_signalled(ctx, c)
             elif name == "FAULT":
                 self._fault(ctx, c)
+            elif name == "PRINTF" and ctx is not None:
+                start = layout.sizeof()
+                self._printf(ctx, entry[start:start + c.length])
+            elif name == "NOTIFY" and ctx is not None:
+                box = self.mailbox(ctx)
+                box.notify_count += 1
+                if len(box.notes) < HOST_NOTIFY_MAX:
+                    box.notes.append(c.value)
+                else:
+                    box.notify_dropped += 1
         if self._retire:
             self._run_retire()
+
+    def mailbox(self, ctx) -> Mailbox:
+        box = self.mailboxes.get(ctx.id)
+        if box is None:
+            box = self.mailboxes[ctx.id] = Mailbox()
+        return box
+
+    def _printf(self, ctx, text: bytes) -> None:
+        box = self.mailbox(ctx)
+        keep = text[:max(0, HOST_PRINTF_MAX - len(box.printf))]
+        box.printf += keep
+        box.printf_dropped += len(text) - len(keep)
+
+    def print_buffer(self, ctx) -> int:
+        """The context's device print buffer, allocated and bound on first use."""
+        off = self.print_buffers.get(ctx.id)
+        if off is None:
+            off = self.vram.alloc(PRINT_BUFFER_SIZE)
+            if off is None:
+                raise DriverError(errno.ENOMEM, "no VRAM for the context's print buffer")
+            self.print_buffers[ctx.id] = off
+            self._push(self._encode("PRINTF_BUFFER", asid=ctx.id, queue=0, seqno=0,
+                                    buffer_offset=off, buffer_size=PRINT_BUFFER_SIZE))
+            self.kick()
+        return off
+
+    def forget_queue(self, ctx, queue_id: int) -> None:
+        """An idle queue restarts its fences at 0: kernel memory waiting for
+        its old fences (all complete) must not wait for the new ones."""
+        for r in self._retire:
+            if r.ctx is ctx:
+                r.waits = [w for w in r.waits if w[0] != queue_id]
+        self._run_retire()
 
     def _fence_signalled(self, ctx, c) -> None:
         q = ctx.queues.get(c.queue) if ctx else None

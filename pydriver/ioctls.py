@@ -14,6 +14,7 @@ from typing import Callable
 
 from pydriver import hw
 from pydriver.bo import BufferObject
+from pydriver.device import PRINT_BUFFER_SIZE
 from pydriver.errors import DriverError
 from pydriver.event import SLOT_SIZE as EVENT_SLOT
 from pydriver.event import Event
@@ -21,7 +22,7 @@ from pydriver.log import log
 from pydriver.queue import Queue
 from pydriver.ranges import align_up
 from structs import uapi
-from structs.enums import CmdType, CopyKind, EventStatus, FenceStatus, QueryType
+from structs.enums import CmdType, CopyKind, EventStatus, FenceStatus, QueryType, TransformerOp
 from structs.layout import LayoutError
 
 EINVAL, EFAULT, ENOMEM, ENOENT = errno.EINVAL, errno.EFAULT, errno.ENOMEM, errno.ENOENT
@@ -141,6 +142,8 @@ _CMD_LAYOUTS = {
     CmdType.EVENT_WAIT: uapi.CmdEvent,
     CmdType.EVENT_RESET: uapi.CmdEvent,
     CmdType.MEMBAR: uapi.CmdMembar,
+    CmdType.NOTIFY: uapi.CmdNotify,
+    CmdType.TRANSFORMER: uapi.CmdTransformer,
 }
 
 
@@ -154,8 +157,64 @@ def _decode_cmd(raw: bytes, index: int):
     except LayoutError as e:
         raise DriverError(EINVAL, f"command {index} ({layout.name}): {e}") from None
     _require(not any(raw[codec.size:]), f"command {index}: bytes past its {codec.size}-byte layout must be zero")
-    _zero(cmd.flags, f"command {index}: flags")
+    if ctype != CmdType.TRANSFORMER:
+        _zero(cmd.flags, f"command {index}: flags")
     return ctype, cmd
+
+
+# Per transformer op: the dimensions it uses, and its buffers as
+# (field, element count from the command, what, optional).
+_TRANSFORMER_DIMS = {
+    TransformerOp.ENCODE: ("rows", "dim", "keys"),
+    TransformerOp.DECODE: ("rows", "dim"),
+    TransformerOp.ATTENTION: ("rows", "dim", "keys", "vdim"),
+}
+_TRANSFORMER_BUFS = {
+    TransformerOp.ENCODE: (("dst", lambda c: c.rows * c.dim, "encode destination", False),
+                           ("src0", lambda c: c.rows, "tokens", False),
+                           ("src1", lambda c: c.keys * c.dim, "embedding table", False),
+                           ("src2", lambda c: c.rows * c.dim, "position table", True)),
+    TransformerOp.DECODE: (("dst", lambda c: c.rows, "decode destination", False),
+                           ("src0", lambda c: c.rows * c.dim, "logits", False)),
+    TransformerOp.ATTENTION: (("dst", lambda c: c.rows * c.vdim, "attention output", False),
+                              ("src0", lambda c: c.rows * c.dim, "Q", False),
+                              ("src1", lambda c: c.keys * c.dim, "K", False),
+                              ("src2", lambda c: c.keys * c.vdim, "V", False)),
+}
+
+
+def _check_transformer(ctx, cmd, index: int) -> dict:
+    where = f"command {index} (transformer)"
+    try:
+        op = TransformerOp(cmd.op)
+    except ValueError:
+        raise DriverError(EINVAL, f"{where}: unknown op {cmd.op}") from None
+    allowed = uapi.TRANSFORMER_CAUSAL if op == TransformerOp.ATTENTION else 0
+    _require(cmd.flags & ~allowed == 0, f"{where}: flags {cmd.flags:#x} not valid for {op.name}")
+    used = _TRANSFORMER_DIMS[op]
+    for name in ("rows", "dim", "keys", "vdim"):
+        v = getattr(cmd, name)
+        if name in used:
+            _require(1 <= v <= uapi.TRANSFORMER_MAX_DIM,
+                     f"{where}: {name} {v} is not 1..{uapi.TRANSFORMER_MAX_DIM}")
+        else:
+            _zero(v, f"{where}: {name} (unused by {op.name})")
+    if op == TransformerOp.ATTENTION:
+        _require(cmd.rows * cmd.keys <= uapi.TRANSFORMER_MAX_SCORES,
+                 f"{where}: {cmd.rows} x {cmd.keys} scores > {uapi.TRANSFORMER_MAX_SCORES}")
+    bufs = _TRANSFORMER_BUFS[op]
+    names = {b[0] for b in bufs}
+    for name in ("dst", "src0", "src1", "src2"):
+        if name not in names:
+            _zero(getattr(cmd, name), f"{where}: {name} (unused by {op.name})")
+    for name, count, what, optional in bufs:
+        va = getattr(cmd, name)
+        if optional and va == 0:
+            continue
+        _require(va % 4 == 0, f"{where}: {what} at {va:#x} is not 4-byte aligned")
+        ctx.range(va, 4 * count(cmd), f"{where}: {what}")
+    return dict(op=cmd.op, op_flags=cmd.flags, rows=cmd.rows, dim=cmd.dim, keys=cmd.keys,
+                vdim=cmd.vdim, dst=cmd.dst, src0=cmd.src0, src1=cmd.src1, src2=cmd.src2)
 
 
 def _check_launch(ctx, cmd, index: int) -> dict:
@@ -178,7 +237,7 @@ def _check_launch(ctx, cmd, index: int) -> dict:
              f"{fn.name} takes {fn.param_size} bytes")
     params = ctx.mm.read(cmd.params, cmd.params_size) if cmd.params_size else b""
     g, b = cmd.grid, cmd.block
-    return dict(code_offset=loaded.code_offset, code_size=loaded.code_size, function=cmd.function,
+    return dict(prints=loaded.prints, code_offset=loaded.code_offset, code_size=loaded.code_size, function=cmd.function,
                 grid_x=g[0], grid_y=g[1], grid_z=g[2], block_x=b[0], block_y=b[1], block_z=b[2],
                 shared_size=cmd.shared_size, params_size=cmd.params_size, params=params)
 
@@ -203,15 +262,25 @@ def ioctl_submit(ctx, a) -> int:
             work.append(("LAUNCH", _check_launch(ctx, cmd, i), None))
         elif ctype in _EVENT_CMDS:
             work.append((_EVENT_CMDS[ctype], {}, ctx.event(cmd.event)))
+        elif ctype == CmdType.NOTIFY:
+            work.append(("NOTIFY", dict(value=cmd.value), None))
+        elif ctype == CmdType.TRANSFORMER:
+            work.append(("TRANSFORMER", _check_transformer(ctx, cmd, i), None))
         else:
             work.append(("MEMBAR", {}, None))
     dev = ctx.device
     for name, fields, ev in work:
         if name == "LAUNCH":
             params = fields.pop("params")
+            extra = ()
+            if fields.pop("prints"):
+                # The kernel's printf output goes up when it is done.
+                extra = [("PRINTF_FLUSH", dict(buffer_offset=dev.print_buffer(ctx),
+                                               buffer_size=PRINT_BUFFER_SIZE))]
             poff = dev.alloc_params(params)
             try:
-                a.fence = dev.submit(ctx, q, "LAUNCH", params_offset=poff, prio=q.priority, **fields)
+                a.fence = dev.submit(ctx, q, "LAUNCH", extra=extra, params_offset=poff,
+                                     prio=q.priority, **fields)
             except DriverError:
                 dev.params.free(poff, max(len(params), 16))
                 raise
@@ -228,7 +297,7 @@ def ioctl_submit(ctx, a) -> int:
             else:
                 a.fence = dev.submit(ctx, q, name, event_offset=ev.slot)
         else:
-            a.fence = dev.submit(ctx, q, name)
+            a.fence = dev.submit(ctx, q, name, **fields)
     return 0
 
 
@@ -264,11 +333,11 @@ def ioctl_copy(ctx, a) -> int:
         # Device ranges must be buffers of this context; user ranges must be
         # there now ("pinned"), so a bad pointer is this ioctl's EFAULT.
         if a.kind == CopyKind.HTOD:
-            ctx.mm.check(a.src, a.size, write=False)
+            ctx.mm.check(a.src, a.size)
         else:
             ctx.range(a.src, a.size, "copy source")
         if a.kind == CopyKind.DTOH:
-            ctx.mm.check(a.dst, a.size, write=True)
+            ctx.mm.check(a.dst, a.size)
         else:
             ctx.range(a.dst, a.size, "copy destination")
     a.fence = ctx.device.submit(ctx, q, "COPY", kind=a.kind, size=a.size, src=a.src, dst=a.dst)
@@ -297,6 +366,12 @@ class LoadedModule:
     module: object            # structs.module.Module: the function table
     code_offset: int          # VRAM copy of the image, which the firmware runs
     code_size: int
+    prints: bool = False      # has printf instructions: launches flush the print buffer
+
+
+def _has_printf(module) -> bool:
+    from structs.isa import Opcode
+    return Opcode.PRINTF in bytes(module.code[0::16])
 
 
 def ioctl_module_load(ctx, a) -> int:
@@ -312,10 +387,13 @@ def ioctl_module_load(ctx, a) -> int:
         log.warning("aicard%d ctx %d: module rejected: %s", ctx.device.minor, ctx.id, e)
         raise DriverError(EINVAL, f"bad module image: {e}") from None
     dev = ctx.device
+    prints = _has_printf(module)
+    if prints:
+        dev.print_buffer(ctx)
     off = dev.vram.alloc(len(image))
     _require(off is not None, f"no VRAM for a {len(image)}-byte module", ENOMEM)
     dev.vram.u8[off:off + len(image)] = memoryview(image)
-    loaded = LoadedModule(ctx.new_handle(), module, off, len(image))
+    loaded = LoadedModule(ctx.new_handle(), module, off, len(image), prints)
     ctx.modules[loaded.handle] = loaded
     a.handle = loaded.handle
     a.function_count = len(module.functions)
@@ -402,6 +480,49 @@ def ioctl_event_wait(ctx, a) -> int:
 
 def ioctl_event_signal(ctx, a) -> int:
     ctx.device.signal_event(ctx.event(a.handle))
+    return 0
+
+
+# -- printf, interrupts, fence reset ------------------------------------------
+
+def ioctl_printf_read(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    box = ctx.device.mailbox(ctx)
+    n = min(a.size, len(box.printf))
+    if n:
+        ctx.mm.write(a.pointer, bytes(box.printf[:n]))
+        del box.printf[:n]
+    a.size = n
+    a.pending = len(box.printf)
+    a.dropped, box.printf_dropped = box.printf_dropped, 0
+    return 0
+
+
+def ioctl_notify_wait(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    dev = ctx.device
+    box = dev.mailbox(ctx)
+    if not dev.wait(lambda: bool(box.notes) or ctx.id not in dev.contexts, a.timeout_ns):
+        raise DriverError(errno.ETIMEDOUT, "no interrupt in time")
+    if not box.notes:
+        raise DriverError(errno.ECANCELED, f"context {ctx.id} is gone")
+    a.value = box.notes.popleft()
+    a.pending = min(len(box.notes), 0xFFFFFFFF)
+    a.count = box.notify_count
+    return 0
+
+
+def ioctl_fence_reset(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    q = ctx.queue(a.queue_id)
+    _require(q.idle, f"queue {a.queue_id} still has {q.last_seqno - q.completed} commands in flight",
+             errno.EBUSY)
+    dev = ctx.device
+    # No fence of its own: the queue is idle, so the firmware runs it at once.
+    dev.control(ctx, q, "FENCE_RESET", fence_offset=q.fence_offset, value=0)
+    dev.forget_queue(ctx, q.queue_id)
+    q.last_seqno = q.completed = q.first_failure = 0
+    q.failure_status = FenceStatus.OK
     return 0
 
 

@@ -16,6 +16,8 @@ class CmdType(IntEnum):
     EVENT_WAIT = 3
     EVENT_RESET = 4
     MEMBAR = 5
+    NOTIFY = 6
+    TRANSFORMER = 7
 
 
 class CopyKind(IntEnum):
@@ -34,6 +36,12 @@ class EventStatus(IntEnum):
     UNSIGNALED = 0
     PENDING = 1
     SIGNALED = 2
+
+
+class TransformerOp(IntEnum):
+    ENCODE = 1
+    DECODE = 2
+    ATTENTION = 3
 
 
 class ParamKind(IntEnum):

@@ -20,6 +20,10 @@ History of the interface (what a driver engineer has to know):
     3.0  command ids renumbered (FENCE_WRITE 0x17 -> 0x18, ...); CmdHeader
          loses ``flags``; CopyCmd puts ``dst`` before ``src``; InitData loses
          ``max_queues``; LaunchCmd gains ``watchdog_us`` (0x50 bytes)
+
+Every version also has TRANSFORMER (0x13), NOTIFY (0x14), FENCE_RESET (0x15)
+and PRINTF_BUFFER (0x16), the NOTIFY completion (0x04) and the PrintfBuffer
+header the firmware keeps at the start of a context's print buffer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ DEFAULT: Version = FW_3_0
 INIT_MAGIC = 0x57464941          # "AIFW"
 RING_MAGIC = 0x474E4952          # "RING"
 RING_HEADER_SIZE = 0x40
+PRINTF_MAGIC = 0x544E5250        # "PRNT"
+PRINTF_HEADER_SIZE = 0x20
 
 
 def parse_version(text: str) -> Version:
@@ -146,6 +152,10 @@ CMD_IDS: dict[str, dict[Version, int]] = {
     "EVENT_RESET":  {FW_2_0: 0x1A, FW_3_0: 0x1B},
     "MEMBAR":       {FW_2_0: 0x1B, FW_3_0: 0x17},
     "PRINTF_FLUSH": {FW_2_0: 0x1C},
+    "TRANSFORMER":  {FW_2_0: 0x13},
+    "NOTIFY":       {FW_2_0: 0x14},
+    "FENCE_RESET":  {FW_2_0: 0x15},
+    "PRINTF_BUFFER": {FW_2_0: 0x16},
 }
 
 # Completion (event ring) ids: stable so far.
@@ -153,6 +163,7 @@ COMP_IDS: dict[str, dict[Version, int]] = {
     "FENCE_SIGNALLED": {FW_2_0: 0x01},
     "FAULT":           {FW_2_0: 0x02},
     "PRINTF":          {FW_2_0: 0x03},
+    "NOTIFY":          {FW_2_0: 0x04},
 }
 
 
@@ -262,10 +273,34 @@ PrintfFlushCmd = FwDecl("PrintfFlushCmd", _CMD_HEADER + [
     F("unk_20", Int32ul, doc="0 (offset as of 2.0)"),
 ], doc="Send the printf buffer's contents up the completion ring")
 
+TransformerCmd = FwDecl("TransformerCmd", _CMD_HEADER + [
+    F("op", Int32ul, doc="1 encode, 2 decode, 3 attention (UAPI enum aicard_transformer_op)"),
+    F("op_flags", Int32ul, doc="bit 0: causal (attention); not 'flags', which 2.x headers have"),
+    F("rows", Int32ul), F("dim", Int32ul), F("keys", Int32ul), F("vdim", Int32ul),
+    F("dst", Int64ul, doc="device address (the firmware translates it through the MMU)"),
+    F("src0", Int64ul), F("src1", Int64ul), F("src2", Int64ul, doc="0 = none (encode)"),
+], doc="Run the fixed-function transformer unit on device memory")
+
+NotifyCmd = FwDecl("NotifyCmd", _CMD_HEADER + [
+    F("value", Int64ul, doc="returned to the host with the NOTIFY completion"),
+], doc="Raise a host interrupt (a NOTIFY completion) when the queue gets here")
+
+FenceResetCmd = FwDecl("FenceResetCmd", _CMD_HEADER + [
+    F("fence_offset", Int64ul, doc="VRAM offset of the queue's fence slot"),
+    F("value", Int64ul, doc="value to store (0)"),
+], doc="Restart a queue's fence numbering: store value, forget the queue's sticky status")
+
+PrintfBufferCmd = FwDecl("PrintfBufferCmd", _CMD_HEADER + [
+    F("buffer_offset", Int64ul, doc="VRAM offset of a PrintfBuffer; 0 = none"),
+    F("buffer_size", Int32ul, doc="bytes, header included"),
+    F("unk_20", Int32ul, doc="0 (offset as of 2.0)"),
+], doc="Bind the print buffer of an address space (takes effect when read; queue and seqno are 0)")
+
 COMMANDS = {
     "LAUNCH": LaunchCmd, "COPY": CopyCmd, "MEMSET": MemsetCmd, "FENCE_WRITE": FenceWriteCmd,
     "EVENT_WRITE": EventWriteCmd, "EVENT_WAIT": EventWaitCmd, "EVENT_RESET": EventResetCmd,
-    "MEMBAR": MembarCmd, "PRINTF_FLUSH": PrintfFlushCmd,
+    "MEMBAR": MembarCmd, "PRINTF_FLUSH": PrintfFlushCmd, "TRANSFORMER": TransformerCmd,
+    "NOTIFY": NotifyCmd, "FENCE_RESET": FenceResetCmd, "PRINTF_BUFFER": PrintfBufferCmd,
 }
 
 _COMP_HEADER = [
@@ -296,7 +331,23 @@ PrintfData = FwDecl("PrintfData", _COMP_HEADER + [
     F("unk_1c", Int32ul, doc="0"),
 ], doc="Device printf output; the text follows, padded to 8 bytes")
 
-COMPLETIONS = {"FENCE_SIGNALLED": FenceSignalled, "FAULT": Fault, "PRINTF": PrintfData}
+NotifyData = FwDecl("NotifyData", _COMP_HEADER + [
+    F("value", Int64ul, doc="the NOTIFY command's value"),
+], doc="A NOTIFY command executed: the host interrupt")
+
+COMPLETIONS = {"FENCE_SIGNALLED": FenceSignalled, "FAULT": Fault, "PRINTF": PrintfData,
+               "NOTIFY": NotifyData}
+
+# The print buffer of an address space: this header, then the text kernels
+# printed (bytes [head, tail) not yet sent up).  Written by the firmware only.
+PrintfBuffer = FwDecl("PrintfBuffer", [
+    F("magic", Const(PRINTF_MAGIC, Int32ul), doc="'PRNT'"),
+    F("size", Int32ul, doc="bytes of the text area that follows the header"),
+    F("head", Int32ul, doc="first byte not yet flushed"),
+    F("tail", Int32ul, doc="end of the text written so far"),
+    F("dropped", Int64ul, doc="bytes printed while the buffer was full, since the last flush"),
+    F("pad", ZeroPad(PRINTF_HEADER_SIZE - 24), doc="confirmed padding"),
+], doc="Header of a device print buffer (32 bytes); text follows")
 
 # Device-memory slots the firmware writes and the driver reads.
 EventSlot = FwDecl("EventSlot", [
@@ -311,8 +362,9 @@ FenceSlot = FwDecl("FenceSlot", [
 
 ALL: dict[str, FwDecl] = {d.name: d for d in (
     InitData, RingHeader, CmdHeader, LaunchCmd, CopyCmd, MemsetCmd, FenceWriteCmd, EventWriteCmd,
-    EventWaitCmd, EventResetCmd, MembarCmd, PrintfFlushCmd, FenceSignalled, Fault, PrintfData,
-    EventSlot, FenceSlot)}
+    EventWaitCmd, EventResetCmd, MembarCmd, PrintfFlushCmd, TransformerCmd, NotifyCmd,
+    FenceResetCmd, PrintfBufferCmd, FenceSignalled, Fault, PrintfData, NotifyData, EventSlot,
+    FenceSlot, PrintfBuffer)}
 
 
 class FwStructs:

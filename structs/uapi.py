@@ -29,6 +29,12 @@ MODULE_MAX_SIZE = 64 << 20
 MAX_PARAMS = 32
 NAME_LEN = 64
 CAP_PRINTF = 1 << 0
+CAP_NOTIFY = 1 << 1
+CAP_TRANSFORMER = 1 << 2
+CAP_FENCE_RESET = 1 << 3
+TRANSFORMER_CAUSAL = 1 << 0
+TRANSFORMER_MAX_DIM = 65536
+TRANSFORMER_MAX_SCORES = 1 << 24
 COPY_SYNC = 1 << 0
 
 
@@ -129,6 +135,28 @@ CmdMembar = Layout("CmdMembar", Struct(
     "flags" / Int32ul,
     "reserved" / Const([0] * 7, Array(7, Int64ul)),
 ), c_name="aicard_cmd_membar")
+
+CmdNotify = Layout("CmdNotify", Struct(
+    "type" / Int32ul,       # CmdType.NOTIFY
+    "flags" / Int32ul,
+    "value" / Int64ul,      # handed back by NOTIFY_WAIT
+    "reserved" / Const([0] * 6, Array(6, Int64ul)),
+), c_name="aicard_cmd_notify")
+
+CmdTransformer = Layout("CmdTransformer", Struct(
+    "type" / Int32ul,       # CmdType.TRANSFORMER
+    "flags" / Int32ul,      # TRANSFORMER_CAUSAL
+    "op" / Int32ul,         # TransformerOp
+    "rows" / Int32ul,
+    "dim" / Int32ul,
+    "keys" / Int32ul,
+    "vdim" / Int32ul,
+    _pad32(),
+    "dst" / Int64ul,        # device addresses
+    "src0" / Int64ul,
+    "src1" / Int64ul,
+    "src2" / Int64ul,
+), c_name="aicard_cmd_transformer")
 
 Submit = Layout("Submit", Struct(
     "queue_id" / Int32ul,
@@ -231,11 +259,33 @@ EventSignal = Layout("EventSignal", Struct(
     _pad32(),
 ), c_name="aicard_event_signal")
 
+PrintfRead = Layout("PrintfRead", Struct(
+    "pointer" / Int64ul,    # user buffer
+    "size" / Int32ul,       # in: bytes at pointer; out: bytes written
+    "flags" / Int32ul,
+    "pending" / Int64ul,    # out
+    "dropped" / Int64ul,    # out
+), c_name="aicard_printf_read")
+
+NotifyWait = Layout("NotifyWait", Struct(
+    "flags" / Int32ul,
+    "pending" / Int32ul,    # out
+    "timeout_ns" / Int64ul,
+    "value" / Int64ul,      # out
+    "count" / Int64ul,      # out
+), c_name="aicard_notify_wait")
+
+FenceReset = Layout("FenceReset", Struct(
+    "queue_id" / Int32ul,
+    "flags" / Int32ul,
+), c_name="aicard_fence_reset")
+
 LAYOUTS: list[Layout] = [
     DevQuery, DeviceInfo, MemInfo, Clock, BoCreate, BoDestroy, BoMmapOffset,
-    QueueCreate, QueueDestroy, CmdLaunch, CmdEvent, CmdMembar, Submit, Wait,
-    Copy, Memset, ModuleLoad, ModuleUnload, ParamInfo, ModuleFunction,
-    EventCreate, EventDestroy, EventQuery, EventWait, EventSignal,
+    QueueCreate, QueueDestroy, CmdLaunch, CmdEvent, CmdMembar, CmdNotify, CmdTransformer,
+    Submit, Wait, Copy, Memset, ModuleLoad, ModuleUnload, ParamInfo, ModuleFunction,
+    EventCreate, EventDestroy, EventQuery, EventWait, EventSignal, PrintfRead, NotifyWait,
+    FenceReset,
 ]
 
 
@@ -251,7 +301,8 @@ class Ioctl:
 
     @property
     def request(self) -> int:
-        return ioc.IOC(self.direction, IOCTL_TYPE, self.nr, self.layout.sizeof())
+        return _REQUESTS[self.name] if self.name in _REQUESTS else \
+            ioc.IOC(self.direction, IOCTL_TYPE, self.nr, self.layout.sizeof())
 
     @property
     def c_macro(self) -> str:
@@ -280,8 +331,13 @@ IOCTLS: list[Ioctl] = [
     Ioctl("EVENT_QUERY", 0x0F, _RW, EventQuery, ("status", "timestamp", "fence", "queue_id")),
     Ioctl("EVENT_WAIT", 0x10, _W, EventWait),
     Ioctl("EVENT_SIGNAL", 0x11, _W, EventSignal),
+    Ioctl("PRINTF_READ", 0x12, _RW, PrintfRead, ("size", "pending", "dropped")),
+    Ioctl("NOTIFY_WAIT", 0x13, _RW, NotifyWait, ("pending", "value", "count")),
+    Ioctl("FENCE_RESET", 0x14, _W, FenceReset),
 ]
 
+_REQUESTS: dict[str, int] = {}
+_REQUESTS.update({i.name: i.request for i in IOCTLS})     # computed once: hot in the dispatcher
 BY_REQUEST: dict[int, Ioctl] = {i.request: i for i in IOCTLS}
 BY_NAME: dict[str, Ioctl] = {i.name: i for i in IOCTLS}
 

@@ -117,6 +117,14 @@ class Chunk:
         self._cache = {}
         self.nwarps = nb * launch.warps_per_block
 
+    def scratch64(self) -> np.ndarray:
+        """A float64 work buffer of n elements, reused by every instruction of the chunk
+        (never a register value)."""
+        buf = self._cache.get("scratch64")
+        if buf is None:
+            buf = self._cache["scratch64"] = np.empty(self.n, dtype=np.float64)
+        return buf
+
     # ---------------------------------------------------------------- geometry helpers
     def basis(self, i: int, dtype) -> np.ndarray:
         """Basis variable i (0..5: tid.x .. ctaid.z) for every thread, as dtype."""

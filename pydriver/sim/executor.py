@@ -445,10 +445,17 @@ def _smulhi(a, b):
     return ((a.astype(I64) * b.astype(I64)) >> 32).astype(I32)
 
 
-def _fmad(a, b, c):
+def _fmad(a, b, c, scratch=None):
     # The product of two f32 is exact in f64; one rounding of the sum to f32 matches a fused
-    # multiply-add except for rare double-rounding cases.
-    return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(F32)
+    # multiply-add except for rare double-rounding cases.  The f64 temporary goes to a
+    # reusable scratch buffer: fresh 0.5 MiB temporaries cost page faults on every call.
+    n = max(a.shape[0], b.shape[0], c.shape[0])
+    if scratch is None or scratch.shape[0] < n:
+        return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(F32)
+    buf = scratch[:n]
+    np.multiply(a, b, out=buf, dtype=np.float64)
+    np.add(buf, c, out=buf)
+    return buf.astype(F32)
 
 
 _BIN32 = {
@@ -802,9 +809,9 @@ def _build_mad(c, pc, ins):
     sc = c.src32(ins["c"], ins, use_b_imm=False)
     is_float = t == DType.F32
 
-    def compute(a, b, cc):
+    def compute(a, b, cc, ch=None):
         if is_float:
-            return _fmad(a, b, cc)
+            return _fmad(a, b, cc, None if ch is None else ch.scratch64())
         return a * b + cc
 
     def mad(ch, ex, full):
@@ -826,10 +833,10 @@ def _build_mad(c, pc, ins):
                                               sc.arr(ch).view(vt)).view(U32)
                             ch.set32(d, arr, form_norm(form_add(prod, fc), 32))
                         return
-            res = compute(sa.arr(ch).view(vt), sb.arr(ch).view(vt), sc.arr(ch).view(vt))
+            res = compute(sa.arr(ch).view(vt), sb.arr(ch).view(vt), sc.arr(ch).view(vt), ch)
         else:
             res = compute(_g(sa.arr(ch), ex).view(vt), _g(sb.arr(ch), ex).view(vt),
-                          _g(sc.arr(ch), ex).view(vt))
+                          _g(sc.arr(ch), ex).view(vt), ch)
         _w32(ch, d, res.view(U32), ex, full)
     return K_OP, mad, 0
 
@@ -1271,6 +1278,61 @@ def _shared_view(ch: Chunk, size: int) -> np.ndarray:
     return ch.shared if size == 1 else ch.shared.view(RAW[size])
 
 
+def _shared_by_form(ch: Chunk, ra: int, imm: int, size: int):
+    """Fast path of a shared access by every thread of the chunk whose address register holds
+    a form in tid.x/.y/.z only (matmul's As[ty][k], Bs[k][tx]): (2-D view of the shared words,
+    one row per block; word index per block thread, shaped (bz', by', bx') where a coordinate
+    the address does not depend on has extent 1).  None when the form is unknown, depends on
+    the block, may wrap, is out of bounds or misaligned: the array path then finds the exact
+    fault."""
+    L = ch.L
+    if not L.use_forms:
+        return None
+    f = ZERO_FORM if ra == RZ else ch.form32(ra)
+    if f is None or f[4] or f[5] or f[6]:
+        return None
+    lo, hi = ch.frange(f)
+    if lo < 0 or hi > M32 or lo + imm < 0 or hi + imm > L.shared_size - size:
+        return None
+    c0, cx, cy, cz = f[0] + imm, f[1], f[2], f[3]
+    if (c0 | cx | cy | cz) & (size - 1):
+        return None
+    bx, by, bz = L.block
+    shift = size.bit_length() - 1
+    idx = np.full((bz if cz else 1, by if cy else 1, bx if cx else 1), c0 >> shift, dtype=np.intp)
+    if cx:
+        idx += np.arange(bx, dtype=np.intp) * (cx >> shift)
+    if cy:
+        idx += (np.arange(by, dtype=np.intp) * (cy >> shift))[:, None]
+    if cz:
+        idx += (np.arange(bz, dtype=np.intp) * (cz >> shift))[:, None, None]
+    if ch.shared is None:
+        ch.shared = np.zeros(ch.nb * L.shared_pitch, dtype=np.uint8)
+    words = _shared_view(ch, size).reshape(ch.nb, L.shared_pitch // size)
+    return words, idx
+
+
+def _shared_load_form(ch: Chunk, ra: int, imm: int, size: int):
+    got = _shared_by_form(ch, ra, imm, size)
+    if got is None:
+        return None
+    words, idx = got
+    bx, by, bz = ch.L.block
+    flat = idx.reshape(-1)
+    step = int(flat[1] - flat[0]) if flat.shape[0] > 1 else 1
+    if step > 0 and sum(k > 1 for k in idx.shape) <= 1:
+        # One coordinate varies, so the words are an arithmetic progression: a strided
+        # view instead of a gather.
+        start = int(flat[0])
+        vals = words[:, start:start + step * (flat.shape[0] - 1) + 1:step]
+    else:
+        vals = words[:, flat]
+    vals = vals.reshape((ch.nb,) + idx.shape)
+    if vals.shape[1:] != (bz, by, bx):
+        vals = np.broadcast_to(vals, (ch.nb, bz, by, bx))
+    return np.ascontiguousarray(vals).reshape(-1)
+
+
 def _build_lds(c, pc, ins):
     t = _dtype(ins, _MEM_TYPES)
     size = DTYPE_SIZE[t]
@@ -1281,9 +1343,11 @@ def _build_lds(c, pc, ins):
     shift = size.bit_length() - 1
 
     def lds(ch, ex, full):
-        off = _shared_offsets(ch, ra, imm, size, ex, pc)
-        vals = _load_conv(_shared_view(ch, size)[off >> shift], t)
-        _write_loaded(ch, d, wide, vals, ex, full)
+        raw = _shared_load_form(ch, ra, imm, size) if ex is None else None
+        if raw is None:
+            off = _shared_offsets(ch, ra, imm, size, ex, pc)
+            raw = _shared_view(ch, size)[off >> shift]
+        _write_loaded(ch, d, wide, _load_conv(raw, t), ex, full)
     return K_OP, lds, 0
 
 
@@ -1299,6 +1363,21 @@ def _build_sts(c, pc, ins):
     shift = size.bit_length() - 1
 
     def sts(ch, ex, full):
+        if ex is None:
+            got = _shared_by_form(ch, ra, imm, size)
+            if got is not None:
+                words, idx = got
+                vals = np.broadcast_to(_store_conv(sv.arr(ch), t), (ch.n,))
+                flat = idx.reshape(-1)
+                if flat.shape[0] == ch.T:
+                    words[:, flat] = vals.reshape(ch.nb, ch.T)
+                else:
+                    # Several threads of a block store to one address: the last one wins.
+                    bx, by, bz = ch.L.block
+                    v = vals.reshape(ch.nb, bz, by, bx)[:, -idx.shape[0]:, -idx.shape[1]:,
+                                                         -idx.shape[2]:]
+                    words[:, flat] = v.reshape(ch.nb, -1)
+                return
         off = _shared_offsets(ch, ra, imm, size, ex, pc)
         vals = np.broadcast_to(_store_conv(_g(sv.arr(ch), ex), t), off.shape)
         _shared_view(ch, size)[off >> shift] = vals

@@ -10,6 +10,14 @@ on.  After a command of a context faults, the firmware runs nothing more of
 that context: its later fences complete with the fault status (sticky), as a
 GPU does with a context it had to kill.
 
+Beyond kernels and copies: a context's print buffer (bound by PRINTF_BUFFER,
+which takes effect when read) collects what its kernels printf; PRINTF_FLUSH
+sends it up as PRINTF completions.  NOTIFY answers with a NOTIFY completion
+(the host interrupt), FENCE_RESET rewrites a fence slot, and TRANSFORMER runs
+the fixed-function unit (embedding lookup, argmax, one attention head) on
+device memory.  Every command is timed on the device clock (clock.py): device
+time is frozen while it is simulated and then advances by its modelled cost.
+
 A command the firmware cannot make sense of - unknown type, or an entry
 whose size is not the size of that type in this firmware version (what a
 driver built for another version produces) - is reported as a FAULT of kind
@@ -33,6 +41,8 @@ COPY_BYTES_PER_TICK = 16        # 16 GB/s
 LAUNCH_OVERHEAD = 2_000
 SMALL_OVERHEAD = 100
 CORE_COUNT = 8
+TRANSFORMER_FLOPS_PER_TICK = 32     # the fixed-function unit: 32 GFLOP/s
+PRINTF_CHUNK = 4000                 # text bytes per PRINTF completion
 
 EVENT_UNSIGNALED, EVENT_PENDING, EVENT_SIGNALED = 0, 1, 2
 FENCE_OK, FENCE_FAULT, FENCE_TIMEOUT = 0, 1, 2
@@ -53,6 +63,8 @@ class AddressSpace:
     vm: object                  # translate()/find(): the context's page tables
     mm: object                  # UserMemory: the DMA window onto the process
     faulted: bool = False
+    printf_offset: int = 0      # VRAM offset of its PrintfBuffer, 0 = none (PRINTF_BUFFER)
+    printf_size: int = 0
 
 
 @dataclass
@@ -84,6 +96,8 @@ class Firmware:
         self._slot = self.S.EventSlot.codec()
         self._fence_slot = self.S.FenceSlot.codec()
         self._hdr = self.S.CmdHeader.codec()
+        self._pbuf = self.S.PrintfBuffer.codec()
+        self._ran = 0
 
     # -- boot and address spaces (what the driver programs) ------------------
 
@@ -119,6 +133,7 @@ class Firmware:
                 self._bad_command(offset, junk, "entry size runs past the data written")
                 continue
             self._accept(offset, entry)
+        self._ran = 0           # commands run by this doorbell so far
         return self._run_queues()
 
     def _accept(self, offset: int, entry: bytes) -> None:
@@ -138,6 +153,11 @@ class Firmware:
         cmd = layout.codec().unpack(entry, check_const=False)
         if cmd.asid not in self.spaces:
             self._bad_command(offset, entry, f"{name} for unknown address space {cmd.asid}")
+            return
+        if name == "PRINTF_BUFFER":
+            # Configuration, not queued work: it takes effect when read, before
+            # any launch the driver sends after it.
+            self._bind_print_buffer(offset, entry, self.spaces[cmd.asid], cmd)
             return
         self.queues.setdefault((cmd.asid, cmd.queue), FwQueue()).fifo.append(Pending(offset, name, cmd))
 
@@ -193,17 +213,31 @@ class Firmware:
             self._push_completion("FENCE_SIGNALLED", cmd.asid, cmd.queue, cmd.value, status=q.status)
             self._fence_slot.pack_into(self.vram.u8, cmd.fence_offset, self._fence_slot.record(cmd.value))
             return
-        if space.faulted:
-            return                  # the context is dead: skip, fences report it
+        if space.faulted and p.name != "PRINTF_FLUSH":
+            # The context is dead: skip, its fences report it.  (What its
+            # kernels printed before the fault still goes up.)
+            return
+        started = time.monotonic()
+        if self._ran:
+            self.clock.no_idle()        # it was queued behind the previous one
+        self._ran += 1
+        self.clock.begin()
+        cost = SMALL_OVERHEAD
         try:
             cost = getattr(self, "_cmd_" + p.name.lower())(space, cmd)
         except DeviceFault as f:
-            self._fail(space, q, cmd, p, f.kind, f"{f.message}", f.pc, f.address or 0)
-            return
+            if f.kind == "timeout":     # it ran until the watchdog stopped it
+                cost = int((time.monotonic() - started) * self.clock.freq)
+            message = f.message
+            if p.name == "LAUNCH":
+                message = f"kernel {self._kernel_name(cmd)}: {message}"
+            self._fail(space, q, cmd, p, f.kind, message, f.pc, f.address or 0)
         except CommandFault as f:
             self._fail(space, q, cmd, p, f.kind, str(f), None, f.address)
-            return
-        self.clock.run(cost)
+        finally:
+            # Also on RingFull: the command stays queued and runs again once
+            # the driver drained the ring (PRINTF_FLUSH resumes where it was).
+            self.clock.end(cost)
 
     def _fail(self, space, q, cmd, p, kind, message, pc, address) -> None:
         q.status = FENCE_TIMEOUT if kind == "timeout" else FENCE_FAULT
@@ -264,6 +298,12 @@ class Firmware:
             prog = self._programs[key] = (Program.from_module(module), module)
         return prog
 
+    def _kernel_name(self, c) -> str:
+        try:
+            return self._program(c.code_offset, c.code_size)[1].functions[c.function].name
+        except (CommandFault, IndexError):
+            return f"#{c.function}"
+
     def _cmd_launch(self, space, c) -> int:
         from pydriver.sim import executor
         program, module = self._program(c.code_offset, c.code_size)
@@ -272,11 +312,152 @@ class Firmware:
         params = bytes(self.vram.u8[c.params_offset:c.params_offset + c.params_size])
         watchdog = getattr(c, "watchdog_us", 0)
         deadline = time.monotonic() + (watchdog / 1e6 if watchdog else self.watchdog_s)
-        stats = executor.launch(program, c.function, (c.grid_x, c.grid_y, c.grid_z),
-                                (c.block_x, c.block_y, c.block_z), params, space.vm,
-                                dynamic_shared=c.shared_size, deadline=deadline)
+        printed: list[bytes] = []
+        try:
+            stats = executor.launch(program, c.function, (c.grid_x, c.grid_y, c.grid_z),
+                                    (c.block_x, c.block_y, c.block_z), params, space.vm,
+                                    dynamic_shared=c.shared_size, deadline=deadline,
+                                    printf=printed.append if space.printf_offset else None)
+        finally:
+            if printed:                 # also what a faulting kernel printed before the fault
+                self._print(space, printed)
         return LAUNCH_OVERHEAD + stats.warp_instructions * 4 // CORE_COUNT \
             + (stats.bytes_loaded + stats.bytes_stored) // 256
+
+    # -- device printf ----------------------------------------------------------
+
+    def _bind_print_buffer(self, offset: int, entry: bytes, space, c) -> None:
+        if c.buffer_offset == 0:
+            space.printf_offset = space.printf_size = 0
+            return
+        end = c.buffer_offset + c.buffer_size
+        if c.buffer_size <= fw.PRINTF_HEADER_SIZE or end > self.vram.size:
+            self._bad_command(offset, entry, f"print buffer [0x{c.buffer_offset:x}, "
+                                             f"+0x{c.buffer_size:x}) does not fit in VRAM")
+            return
+        self._pbuf.pack_into(self.vram.u8, c.buffer_offset,
+                             self._pbuf.make(size=c.buffer_size - fw.PRINTF_HEADER_SIZE))
+        space.printf_offset, space.printf_size = c.buffer_offset, c.buffer_size
+
+    def _print(self, space, pieces: list) -> None:
+        """Append a launch's printf output (one piece per thread and printf)
+        to the space's print buffer; pieces that do not fit whole are counted
+        as dropped (like a full printf FIFO)."""
+        h = self._pbuf.unpack(self.vram.u8, space.printf_offset, check_const=False)
+        room = max(0, h.size - h.tail)
+        n = total = 0
+        for piece in pieces:
+            if total + len(piece) > room:
+                break
+            total += len(piece)
+            n += 1
+        keep = b"".join(pieces[:n])
+        start = space.printf_offset + fw.PRINTF_HEADER_SIZE + h.tail
+        self.vram.u8[start:start + len(keep)] = memoryview(keep)
+        h.tail += len(keep)
+        h.dropped += sum(len(p) for p in pieces[n:])
+        self._pbuf.pack_into(self.vram.u8, space.printf_offset, h)
+
+    def _cmd_printf_flush(self, space, c) -> int:
+        """Send [head, tail) of the print buffer up the completion ring, one
+        PRINTF completion per chunk; head moves after each, so a full ring
+        (RingFull: retried later) never sends text twice."""
+        if not c.buffer_offset:
+            return SMALL_OVERHEAD
+        if c.buffer_offset != space.printf_offset:
+            raise CommandFault("bad_command", f"PRINTF_FLUSH of 0x{c.buffer_offset:x}, but the "
+                               f"print buffer of this address space is at 0x{space.printf_offset:x}")
+        base = c.buffer_offset
+        h = self._pbuf.unpack(self.vram.u8, base, check_const=False)
+        sent = 0
+        while h.head < h.tail:
+            n = min(PRINTF_CHUNK, h.tail - h.head)
+            start = base + fw.PRINTF_HEADER_SIZE + h.head
+            self._push_printf(c, bytes(self.vram.u8[start:start + n]))
+            h.head += n
+            sent += n
+            self._pbuf.pack_into(self.vram.u8, base, h)
+        if h.dropped:
+            self._push_printf(c, b"[aicard: %d bytes of device printf output lost: the print "
+                                 b"buffer was full]\n" % h.dropped)
+            h.dropped = 0
+        h.head = h.tail = 0
+        self._pbuf.pack_into(self.vram.u8, base, h)
+        return SMALL_OVERHEAD + sent // COPY_BYTES_PER_TICK
+
+    def _push_printf(self, c, text: bytes) -> None:
+        layout = self.S.completions["PRINTF"]
+        codec = layout.codec()
+        rec = codec.make(type=self.S.comp_ids["PRINTF"], entry_size=layout.sizeof() + len(text),
+                         asid=c.asid, queue=c.queue, seqno=c.seqno, length=len(text))
+        self.evt_ring.push(codec.pack(rec) + text)
+
+    # -- interrupts, fences ---------------------------------------------------------
+
+    def _cmd_notify(self, space, c) -> int:
+        self._push_completion("NOTIFY", c.asid, c.queue, c.seqno, value=c.value)
+        return SMALL_OVERHEAD
+
+    def _cmd_fence_reset(self, space, c) -> int:
+        self._fence_slot.pack_into(self.vram.u8, c.fence_offset, self._fence_slot.record(c.value))
+        q = self.queues.get((c.asid, c.queue))
+        if q is not None:
+            q.status = FENCE_OK
+        return SMALL_OVERHEAD
+
+    # -- the transformer unit -------------------------------------------------------
+
+    def _array(self, space, va: int, count: int, dtype, what: str):
+        import numpy as np
+        off = self._dev(space, va, 4 * count, what)
+        if off % 4 or va % 4:
+            raise CommandFault("misaligned", f"{what} at 0x{va:x} is not 4-byte aligned", va)
+        return self.vram.u8[off:off + 4 * count].view(dtype)
+
+    def _cmd_transformer(self, space, c) -> int:
+        import numpy as np
+        rows, dim, keys, vdim = c.rows, c.dim, c.keys, c.vdim
+        if c.op == 1:                                   # ENCODE: embedding lookup
+            if not (rows and dim and keys):
+                raise CommandFault("bad_command", f"encode of {rows}x{dim} from {keys} rows")
+            tokens = self._array(space, c.src0, rows, np.uint32, "tokens").astype(np.int64)
+            table = self._array(space, c.src1, keys * dim, np.float32, "embedding table")
+            bad = np.flatnonzero(tokens >= keys)
+            if bad.size:
+                i = int(bad[0])
+                tok = int(tokens[i])
+                raise CommandFault("mmu", f"token {tok} (index {i}) is outside the {keys}-row "
+                                   f"embedding table", c.src1 + 4 * tok * dim)
+            out = table.reshape(keys, dim)[tokens]
+            if c.src2:
+                out += self._array(space, c.src2, rows * dim, np.float32,
+                                   "position table").reshape(rows, dim)
+            self._array(space, c.dst, rows * dim, np.float32, "encode destination")[:] = out.ravel()
+            return COPY_OVERHEAD + 8 * rows * dim // COPY_BYTES_PER_TICK
+        if c.op == 2:                                   # DECODE: greedy argmax
+            if not (rows and dim):
+                raise CommandFault("bad_command", f"decode of {rows}x{dim} logits")
+            logits = self._array(space, c.src0, rows * dim, np.float32, "logits")
+            best = np.argmax(logits.reshape(rows, dim), axis=1).astype(np.uint32)
+            self._array(space, c.dst, rows, np.uint32, "decode destination")[:] = best
+            return COPY_OVERHEAD + 4 * rows * dim // COPY_BYTES_PER_TICK
+        if c.op == 3:                                   # ATTENTION: one head
+            if not (rows and dim and keys and vdim):
+                raise CommandFault("bad_command", f"attention of {rows}x{dim} over {keys}x{vdim}")
+            q = self._array(space, c.src0, rows * dim, np.float32, "Q").reshape(rows, dim)
+            k = self._array(space, c.src1, keys * dim, np.float32, "K").reshape(keys, dim)
+            v = self._array(space, c.src2, keys * vdim, np.float32, "V").reshape(keys, vdim)
+            with np.errstate(all="ignore"):
+                scores = (q @ k.T) * np.float32(1.0 / np.sqrt(dim))
+                if c.op_flags & 1:                      # causal: query i sees keys j <= i
+                    scores[np.triu_indices(rows, 1, keys)] = -np.inf
+                scores -= scores.max(axis=1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=1, keepdims=True)
+                out = scores @ v
+            self._array(space, c.dst, rows * vdim, np.float32, "attention output")[:] = out.ravel()
+            return LAUNCH_OVERHEAD + 2 * rows * keys * (dim + vdim) // TRANSFORMER_FLOPS_PER_TICK
+        raise CommandFault("bad_command", f"transformer op {c.op}")
 
     def _event_signalled(self, offset: int) -> bool:
         return self._slot.unpack(self.vram.u8, offset, check_const=False).status == EVENT_SIGNALED
@@ -302,9 +483,6 @@ class Firmware:
         return SMALL_OVERHEAD
 
     def _cmd_membar(self, space, c) -> int:
-        return SMALL_OVERHEAD
-
-    def _cmd_printf_flush(self, space, c) -> int:
         return SMALL_OVERHEAD
 
     # -- completions ------------------------------------------------------------

@@ -72,6 +72,7 @@ typedef enum aiError {
 	aiErrorLaunchTimeout = 702,
 	aiErrorLaunchFailure = 719,
 	aiErrorTimeout = 720,
+	aiErrorNotSupported = 801,
 	aiErrorUnknown = 999
 } aiError_t;
 
@@ -93,6 +94,9 @@ typedef struct aiDeviceProp {
 	int uapiVersionMajor, uapiVersionMinor;	/* of the driver */
 	int minor;			/* N of /dev/aicardN */
 } aiDeviceProp;
+
+/* A host function for aiLaunchHostFunc. */
+typedef void (*aiHostFn_t)(void *userData);
 
 typedef struct aiCtx *aiCtx_t;
 typedef struct aiStream *aiStream_t;
@@ -210,6 +214,74 @@ AI_API aiError_t aiEventSynchronize(aiEvent_t event);
  * aiErrorNotReady if either is not signalled. */
 AI_API aiError_t aiEventElapsedTime(float *ms, aiEvent_t start,
 				    aiEvent_t end);
+
+/* The device timestamp (ticks of aiDeviceProp.clockRate per second) at
+ * which the event was signalled; aiErrorNotReady if it is not. */
+AI_API aiError_t aiEventGetTimestamp(unsigned long long *ticks,
+				     aiEvent_t event);
+/* Queues a reset of the event on stream (NULL: the default stream of the
+ * event's context): when the stream gets there the event goes back to not
+ * signalled, unless a record queued after the reset is still pending.
+ * Until recorded again the event counts as never recorded
+ * (aiEventSynchronize and aiStreamWaitEvent do not wait for it). */
+AI_API aiError_t aiEventReset(aiEvent_t event, aiStream_t stream);
+
+/* ---- device printf ------------------------------------------------------ */
+
+/* Kernels' printf output is written to the program's stdout (in order,
+ * through stdio, then flushed) by every synchronizing call of the context
+ * that launched them: aiDeviceSynchronize, aiStreamSynchronize,
+ * aiEventSynchronize, aiMemcpy, and aiCtxDestroy.  Output of a kernel that
+ * faults is delivered up to the fault.  A kernel may print up to 1 MiB per
+ * launch; the rest is lost and a note says how much. */
+
+/* ---- host functions, memory barriers, fences ---------------------------- */
+
+/* Queues fn(userData) on stream, like cudaLaunchHostFunc: it runs on a
+ * thread of the runtime once all earlier work of the stream is done, and
+ * later work of the stream waits until it has returned.  It is driven by
+ * the device's notify interrupt.  fn must not synchronize or queue work on
+ * the same context (that would wait for itself).  If earlier work of the
+ * context faults, fn never runs.  aiErrorNotSupported if the device has no
+ * interrupts. */
+AI_API aiError_t aiLaunchHostFunc(aiStream_t stream, aiHostFn_t fn,
+				  void *userData);
+/* Queues a memory barrier: work after it on the stream sees every memory
+ * write of the work before it (device and host-mapped memory). */
+AI_API aiError_t aiStreamMemoryBarrier(aiStream_t stream);
+/* Waits for the stream's work, then restarts its fence numbering (the
+ * device zeroes the queue's fence slot; the next operation gets fence 1).
+ * Lets a runtime test its handling of a fence counter that starts over.
+ * No other thread may queue work on the stream meanwhile.
+ * aiErrorLaunchFailure if the context was lost to a fault. */
+AI_API aiError_t aiStreamResetFences(aiStream_t stream);
+
+/* ---- the transformer unit ----------------------------------------------- */
+/* Fixed-function f32 operations on device memory (all pointers are device
+ * pointers of the stream's context, 4-aligned, row-major), queued on
+ * stream like a kernel.  A bad token faults the work like a kernel would
+ * (aiErrorLaunchFailure at the next synchronization).
+ * aiErrorNotSupported if the device has no transformer unit. */
+
+/* Token embedding: out[i][:] = table[tokens[i]][:] (+ positions[i][:] if
+ * positions is not NULL), i < n; table is vocab x dim. */
+AI_API aiError_t aiTransformerEncode(float *out, const unsigned *tokens,
+				     const float *table,
+				     const float *positions, unsigned n,
+				     unsigned vocab, unsigned dim,
+				     aiStream_t stream);
+/* Greedy decoding: tokens[i] = index of the first maximum of logits[i][:]
+ * (vocab values; a NaN counts as the maximum), i < n. */
+AI_API aiError_t aiTransformerDecode(unsigned *tokens, const float *logits,
+				     unsigned n, unsigned vocab,
+				     aiStream_t stream);
+/* One attention head: out = softmax(q k^T / sqrt(dim)) v, with q n x dim,
+ * k m x dim, v m x vdim, out n x vdim; causal: row i sees keys j <= i. */
+AI_API aiError_t aiTransformerAttention(float *out, const float *q,
+					const float *k, const float *v,
+					unsigned n, unsigned m, unsigned dim,
+					unsigned vdim, int causal,
+					aiStream_t stream);
 
 /* ---- errors and version ------------------------------------------------- */
 

@@ -68,6 +68,9 @@ struct aicard_dev_query {
  * the answer size, so an old caller with a short struct keeps working. */
 
 #define AICARD_CAP_PRINTF	(1u << 0)	/* device printf buffer */
+#define AICARD_CAP_NOTIFY	(1u << 1)	/* CMD_NOTIFY + NOTIFY_WAIT */
+#define AICARD_CAP_TRANSFORMER	(1u << 2)	/* CMD_TRANSFORMER */
+#define AICARD_CAP_FENCE_RESET	(1u << 3)	/* FENCE_RESET */
 
 struct aicard_device_info {
 	__u32 vendor_id;
@@ -152,6 +155,8 @@ enum aicard_cmd_type {
 	AICARD_CMD_EVENT_WAIT = 3,	/* queue waits until event is signalled */
 	AICARD_CMD_EVENT_RESET = 4,	/* back to unsignalled */
 	AICARD_CMD_MEMBAR = 5,		/* order all earlier memory accesses */
+	AICARD_CMD_NOTIFY = 6,		/* raise a host interrupt (NOTIFY_WAIT) */
+	AICARD_CMD_TRANSFORMER = 7,	/* fixed-function transformer unit */
 };
 
 struct aicard_cmd_launch {
@@ -179,6 +184,57 @@ struct aicard_cmd_membar {
 	__u32 type;		/* AICARD_CMD_MEMBAR */
 	__u32 flags;		/* must be 0 */
 	__u64 reserved[7];
+};
+
+/* When the queue reaches it, the device raises an interrupt carrying value:
+ * the driver queues value for NOTIFY_WAIT (in order, per context). */
+struct aicard_cmd_notify {
+	__u32 type;		/* AICARD_CMD_NOTIFY */
+	__u32 flags;		/* must be 0 */
+	__u64 value;		/* any value; NOTIFY_WAIT hands it back */
+	__u64 reserved[6];
+};
+
+/* The fixed-function transformer unit: small f32 computations on device
+ * memory.  Every buffer is a device address of this context, 4-aligned,
+ * row-major, and must lie inside one buffer object (EINVAL otherwise).
+ *   ENCODE     token embedding: dst[i][:] = src1[src0[i]][:] (+ src2[i][:])
+ *              src0: __u32 tokens[rows]; src1: f32 table[keys][dim];
+ *              src2: f32 positions[rows][dim], or 0 for none;
+ *              dst: f32 [rows][dim].  A token >= keys faults the command
+ *              (an mmu fault at the address the lookup would read).
+ *   DECODE     greedy decode: dst[i] = argmax_j src0[i][j], the first
+ *              maximum (a NaN counts as the maximum); src0: f32 logits
+ *              [rows][dim]; dst: __u32 [rows]; keys, vdim, src1, src2: 0.
+ *   ATTENTION  one attention head: dst = softmax(Q K^T / sqrt(dim)) V with
+ *              Q = src0 f32 [rows][dim], K = src1 f32 [keys][dim],
+ *              V = src2 f32 [keys][vdim], dst f32 [rows][vdim]; with
+ *              AICARD_TRANSFORMER_CAUSAL query i only sees keys j <= i.
+ * Limits: every dimension used 1 .. AICARD_TRANSFORMER_MAX_DIM, and
+ * rows * keys <= AICARD_TRANSFORMER_MAX_SCORES (ATTENTION). */
+enum aicard_transformer_op {
+	AICARD_TRANSFORMER_ENCODE = 1,
+	AICARD_TRANSFORMER_DECODE = 2,
+	AICARD_TRANSFORMER_ATTENTION = 3,
+};
+
+#define AICARD_TRANSFORMER_CAUSAL	(1u << 0)
+#define AICARD_TRANSFORMER_MAX_DIM	65536
+#define AICARD_TRANSFORMER_MAX_SCORES	(1u << 24)
+
+struct aicard_cmd_transformer {
+	__u32 type;		/* AICARD_CMD_TRANSFORMER */
+	__u32 flags;		/* AICARD_TRANSFORMER_CAUSAL (ATTENTION only) */
+	__u32 op;		/* enum aicard_transformer_op */
+	__u32 rows;		/* tokens / query rows */
+	__u32 dim;		/* embedding width; DECODE: vocabulary size */
+	__u32 keys;		/* ENCODE: vocabulary size; ATTENTION: key rows */
+	__u32 vdim;		/* ATTENTION: value width */
+	__u32 pad;
+	__u64 dst;
+	__u64 src0;
+	__u64 src1;
+	__u64 src2;
 };
 
 #define AICARD_SUBMIT_MAX_CMDS 4096
@@ -347,6 +403,39 @@ struct aicard_event_signal {
 };
 
 /* ------------------------------------------------------------------ */
+/* Device printf.  A kernel's printf output goes to the context's print */
+/* buffer in device memory; when the launch is done the device sends it */
+/* to the driver, which keeps it (in order) until PRINTF_READ takes it.  */
+
+struct aicard_printf_read {
+	__u64 pointer;		/* user buffer for the text */
+	__u32 size;		/* in: bytes at pointer (0: just report pending);
+				 * out: bytes written */
+	__u32 flags;		/* must be 0 */
+	__u64 pending;		/* out: bytes still buffered after this read */
+	__u64 dropped;		/* out: bytes lost (buffers full) since the last read */
+};
+
+/* Take the oldest CMD_NOTIFY interrupt of this context (one per call, in
+ * order).  ETIMEDOUT if none arrives within timeout_ns (0 polls). */
+struct aicard_notify_wait {
+	__u32 flags;		/* must be 0 */
+	__u32 pending;		/* out: interrupts still queued after this one */
+	__u64 timeout_ns;	/* relative; AICARD_TIMEOUT_INFINITE waits */
+	__u64 value;		/* out: the value of that CMD_NOTIFY */
+	__u64 count;		/* out: interrupts this context received so far */
+};
+
+/* Restart an idle queue's fence numbering: the device zeroes the queue's
+ * fence slot, and the next command gets fence 1.  EBUSY while commands are
+ * in flight, ECANCELED if the context was lost.  Events keep the fence
+ * of their last record in the old numbering. */
+struct aicard_fence_reset {
+	__u32 queue_id;
+	__u32 flags;		/* must be 0 */
+};
+
+/* ------------------------------------------------------------------ */
 
 #define AICARD_IOCTL_DEV_QUERY       _IOWR('A', 0x00, struct aicard_dev_query)
 #define AICARD_IOCTL_BO_CREATE       _IOWR('A', 0x01, struct aicard_bo_create)
@@ -366,5 +455,8 @@ struct aicard_event_signal {
 #define AICARD_IOCTL_EVENT_QUERY     _IOWR('A', 0x0f, struct aicard_event_query)
 #define AICARD_IOCTL_EVENT_WAIT      _IOW('A', 0x10, struct aicard_event_wait)
 #define AICARD_IOCTL_EVENT_SIGNAL    _IOW('A', 0x11, struct aicard_event_signal)
+#define AICARD_IOCTL_PRINTF_READ     _IOWR('A', 0x12, struct aicard_printf_read)
+#define AICARD_IOCTL_NOTIFY_WAIT     _IOWR('A', 0x13, struct aicard_notify_wait)
+#define AICARD_IOCTL_FENCE_RESET     _IOW('A', 0x14, struct aicard_fence_reset)
 
 #endif /* AICARD_UAPI_H */

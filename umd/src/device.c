@@ -133,6 +133,7 @@ static aiError_t ctx_open(int dev, bool is_primary, struct aiCtx **out)
 	ctx->dev = dev;
 	ctx->primary = is_primary;
 	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->printf_lock, NULL);
 
 	e = query_info(fd, &ctx->info);
 	if (e)
@@ -162,6 +163,7 @@ static aiError_t ctx_open(int dev, bool is_primary, struct aiCtx **out)
 
 fail:
 	close_dev(fd);	/* the driver drops the queue with the context */
+	pthread_mutex_destroy(&ctx->printf_lock);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 	return e;
@@ -176,6 +178,8 @@ static aiError_t ctx_close(struct aiCtx *ctx)
 	aicrt_obj_del(ctx);
 	/* like cuCtxDestroy: let queued work finish first */
 	first = aicrt_ctx_wait(ctx, false);
+	aicrt_printf_drain(ctx);
+	aicrt_hostfn_shutdown(ctx);
 
 	while (ctx->modules) {
 		e = aicrt_module_unload(ctx->modules);
@@ -200,6 +204,7 @@ static aiError_t ctx_close(struct aiCtx *ctx)
 
 	close_dev(ctx->fd);
 	free(ctx->allocs);
+	pthread_mutex_destroy(&ctx->printf_lock);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 	return first;
@@ -353,8 +358,10 @@ aiError_t aiDeviceSynchronize(void)
 	struct aiCtx *ctx;
 	aiError_t e = aicrt_current_ctx(&ctx);
 
-	if (!e)
+	if (!e) {
 		e = aicrt_ctx_wait(ctx, true);
+		aicrt_printf_drain(ctx);
+	}
 	return aicrt_ret(e);
 }
 

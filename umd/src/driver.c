@@ -58,6 +58,8 @@ static const char *const ioctl_names[] = {
 	[0x0c] = "MODULE_FUNCTION", [0x0d] = "EVENT_CREATE",
 	[0x0e] = "EVENT_DESTROY",  [0x0f] = "EVENT_QUERY",
 	[0x10] = "EVENT_WAIT",     [0x11] = "EVENT_SIGNAL",
+	[0x12] = "PRINTF_READ",    [0x13] = "NOTIFY_WAIT",
+	[0x14] = "FENCE_RESET",
 };
 
 static const char *cmd_name(uint32_t type)
@@ -68,6 +70,8 @@ static const char *cmd_name(uint32_t type)
 	case AICARD_CMD_EVENT_WAIT:	return "EVENT_WAIT";
 	case AICARD_CMD_EVENT_RESET:	return "EVENT_RESET";
 	case AICARD_CMD_MEMBAR:		return "MEMBAR";
+	case AICARD_CMD_NOTIFY:		return "NOTIFY";
+	case AICARD_CMD_TRANSFORMER:	return "TRANSFORMER";
 	default:			return "?";
 	}
 }
@@ -106,6 +110,7 @@ static void describe_in(char *b, size_t n, unsigned long req, const void *arg)
 	case AICARD_IOCTL_EVENT_QUERY:
 	case AICARD_IOCTL_EVENT_SIGNAL:
 	case AICARD_IOCTL_QUEUE_DESTROY:
+	case AICARD_IOCTL_FENCE_RESET:
 		/* all start with a __u32 handle */
 		snprintf(b, n, "handle=%u", *(const uint32_t *)arg);
 		break;
@@ -130,6 +135,19 @@ static void describe_in(char *b, size_t n, unsigned long req, const void *arg)
 					 l->grid[1], l->grid[2], l->block[0],
 					 l->block[1], l->block[2],
 					 l->shared_size, l->params_size);
+			} else if (cmd[0] == AICARD_CMD_NOTIFY) {
+				const struct aicard_cmd_notify *c =
+					(const void *)cmd;
+				snprintf(b + k, n - (size_t)k,
+					 " NOTIFY value=%llu",
+					 (unsigned long long)c->value);
+			} else if (cmd[0] == AICARD_CMD_TRANSFORMER) {
+				const struct aicard_cmd_transformer *t =
+					(const void *)cmd;
+				snprintf(b + k, n - (size_t)k,
+					 " TRANSFORMER op=%u rows=%u dim=%u"
+					 " keys=%u vdim=%u", t->op, t->rows,
+					 t->dim, t->keys, t->vdim);
 			} else {
 				snprintf(b + k, n - (size_t)k, " %s event=%u",
 					 cmd_name(cmd[0]), cmd[2]);
@@ -259,6 +277,19 @@ static void describe_out(char *b, size_t n, unsigned long req, const void *arg)
 	case AICARD_IOCTL_EVENT_CREATE: {
 		const struct aicard_event_create *c = arg;
 		snprintf(b, n, " handle=%u", c->handle);
+		break;
+	}
+	case AICARD_IOCTL_PRINTF_READ: {
+		const struct aicard_printf_read *r = arg;
+		snprintf(b, n, " size=%u pending=%llu", r->size,
+			 (unsigned long long)r->pending);
+		break;
+	}
+	case AICARD_IOCTL_NOTIFY_WAIT: {
+		const struct aicard_notify_wait *w = arg;
+		snprintf(b, n, " value=%llu count=%llu",
+			 (unsigned long long)w->value,
+			 (unsigned long long)w->count);
 		break;
 	}
 	case AICARD_IOCTL_EVENT_QUERY: {

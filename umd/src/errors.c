@@ -38,6 +38,8 @@ static const struct {
 	{ aiErrorLaunchFailure, "aiErrorLaunchFailure",
 	  "unspecified launch failure" },
 	{ aiErrorTimeout, "aiErrorTimeout", "timeout expired" },
+	{ aiErrorNotSupported, "aiErrorNotSupported",
+	  "operation not supported by the device" },
 	{ aiErrorUnknown, "aiErrorUnknown", "unknown error" },
 };
 
@@ -102,6 +104,7 @@ aiError_t aicrt_from_errno(int err, aiError_t einval)
 	 * failure, nothing more runs in it. */
 	case ECANCELED:	return aiErrorLaunchFailure;
 	case EBADFD:	return aiErrorNotInitialized;	/* fd inherited across fork() */
+	case EOPNOTSUPP: return aiErrorNotSupported;
 	default:	return aiErrorOperatingSystem;
 	}
 }
@@ -133,6 +136,7 @@ const char *aicrt_errno_name(int err)
 	case ETIMEDOUT:	return "ETIMEDOUT";
 	case ECANCELED:	return "ECANCELED";
 	case EBADFD:	return "EBADFD";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default:
 		snprintf(buf, sizeof(buf), "errno %d", err);
 		return buf;

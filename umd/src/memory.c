@@ -330,8 +330,10 @@ aiError_t aiMemcpy(void *dst, const void *src, size_t n, aiMemcpyKind kind)
 	struct aiStream *s;
 	aiError_t e = aicrt_resolve_stream(NULL, &ctx, &s);
 
-	if (!e)
+	if (!e) {
 		e = copy(s, dst, src, n, kind, true);
+		aicrt_printf_drain(ctx);
+	}
 	return aicrt_ret(e);
 }
 

@@ -330,6 +330,7 @@ aiError_t aiLaunchKernel(aiFunction_t fn, aiDim3 grid, aiDim3 block,
 		goto out;
 	}
 	aicrt_stream_queued(s, sub.fence, true);
+	__atomic_store_n(&ctx->launched, true, __ATOMIC_RELEASE);
 out:
 	if (params != small)
 		free(params);

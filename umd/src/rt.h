@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "aicard.h"
 #include "aicard_uapi.h"
@@ -71,6 +72,16 @@ struct aiModule {
 	struct aiModule *next;
 };
 
+/* A host function queued with aiLaunchHostFunc, waiting for its
+ * CMD_NOTIFY interrupt (ctx->lock). */
+struct aicrt_hostfn {
+	uint64_t cookie;	/* the CMD_NOTIFY value, never 0 */
+	aiHostFn_t fn;
+	void *data;
+	uint32_t event;		/* the stream waits on it until fn returned */
+	struct aicrt_hostfn *next;
+};
+
 struct aiCtx {
 	int fd;
 	int dev;
@@ -83,6 +94,16 @@ struct aiCtx {
 	struct aiModule *modules;
 	struct aicrt_alloc *allocs;	/* sorted by va */
 	size_t nallocs, cap_allocs;
+	/* device printf: drained on synchronize once a kernel was launched */
+	bool launched;			/* atomic */
+	pthread_mutex_t printf_lock;	/* one drain at a time: output in order */
+	/* host functions: the interrupt thread and what it waits for */
+	bool notify_started;		/* ctx->lock */
+	bool notify_quit;		/* atomic */
+	pthread_t notify_thread;
+	pid_t notify_pid;		/* process that started it (fork) */
+	struct aicrt_hostfn *hostfns;	/* FIFO, ctx->lock */
+	uint64_t next_cookie;		/* ctx->lock */
 };
 
 /* ---- errors (errors.c) --------------------------------------------------- */
@@ -139,6 +160,9 @@ AICRT_HIDDEN aiError_t aicrt_stream_sync_done(struct aiStream *s,
  * fault to an error and consider it reported); else just wait. */
 AICRT_HIDDEN aiError_t aicrt_stream_wait(struct aiStream *s,
 					 uint64_t timeout_ns, bool report);
+/* SUBMITs one AICARD_CMD_SIZE-byte command on s and notes its fence. */
+AICRT_HIDDEN aiError_t aicrt_submit_cmd(struct aiStream *s, const void *cmd,
+					bool may_fault);
 /* Waits for every stream of ctx; the first error is returned. */
 AICRT_HIDDEN aiError_t aicrt_ctx_wait(struct aiCtx *ctx, bool report);
 
@@ -165,6 +189,18 @@ AICRT_HIDDEN aiError_t aicrt_free_all(struct aiCtx *ctx);
 /* ---- modules (module.c) -------------------------------------------------- */
 
 AICRT_HIDDEN aiError_t aicrt_module_unload(struct aiModule *mod);
+
+/* ---- device printf (printf.c) -------------------------------------------- */
+
+/* Writes what the context's kernels printed (PRINTF_READ) to stdout, as
+ * CUDA does at synchronization points.  Cheap when nothing was launched. */
+AICRT_HIDDEN void aicrt_printf_drain(struct aiCtx *ctx);
+
+/* ---- host functions (hostfn.c) ------------------------------------------- */
+
+/* Stops the interrupt thread and drops host functions that never ran
+ * (their events are destroyed); before the context closes. */
+AICRT_HIDDEN void aicrt_hostfn_shutdown(struct aiCtx *ctx);
 
 /* ---- streams and events teardown (stream.c) ------------------------------ */
 

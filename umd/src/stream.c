@@ -249,8 +249,10 @@ aiError_t aiStreamSynchronize(aiStream_t stream)
 	struct aiStream *s;
 	aiError_t e = aicrt_resolve_stream(stream, &ctx, &s);
 
-	if (!e)
+	if (!e) {
 		e = aicrt_stream_wait(s, AICARD_TIMEOUT_INFINITE, true);
+		aicrt_printf_drain(ctx);
+	}
 	return aicrt_ret(e);
 }
 
@@ -264,6 +266,74 @@ aiError_t aiStreamQuery(aiStream_t stream)
 		e = aicrt_stream_wait(s, 0, true);
 	/* "not ready" is an answer, not an error to remember */
 	return e == aiErrorNotReady ? e : aicrt_ret(e);
+}
+
+/* One command of AICARD_CMD_SIZE bytes on s; its fence is noted. */
+static aiError_t submit_one(struct aiStream *s, const void *cmd, bool may_fault)
+{
+	struct aicard_submit sub;
+	int ret;
+
+	memset(&sub, 0, sizeof(sub));
+	sub.queue_id = s->queue_id;
+	sub.cmd_count = 1;
+	sub.cmd_stride = AICARD_CMD_SIZE;
+	sub.cmds = (uintptr_t)cmd;
+	ret = aicrt_ioctl(s->ctx->fd, AICARD_IOCTL_SUBMIT, &sub);
+	if (ret < 0)
+		return aicrt_from_errno(-ret, aiErrorInvalidValue);
+	aicrt_stream_queued(s, sub.fence, may_fault);
+	return aiSuccess;
+}
+
+aiError_t aicrt_submit_cmd(struct aiStream *s, const void *cmd, bool may_fault)
+{
+	return submit_one(s, cmd, may_fault);
+}
+
+aiError_t aiStreamMemoryBarrier(aiStream_t stream)
+{
+	struct aicard_cmd_membar cmd;
+	struct aiCtx *ctx = NULL;
+	struct aiStream *s;
+	aiError_t e = aicrt_resolve_stream(stream, &ctx, &s);
+
+	_Static_assert(sizeof(cmd) == AICARD_CMD_SIZE, "command size");
+	if (e)
+		return aicrt_ret(e);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = AICARD_CMD_MEMBAR;
+	return aicrt_ret(submit_one(s, &cmd, false));
+}
+
+aiError_t aiStreamResetFences(aiStream_t stream)
+{
+	struct aicard_fence_reset fr;
+	struct aiCtx *ctx = NULL;
+	struct aiStream *s;
+	aiError_t e = aicrt_resolve_stream(stream, &ctx, &s);
+	int ret;
+
+	if (e)
+		return aicrt_ret(e);
+	if (!(ctx->info.caps & AICARD_CAP_FENCE_RESET))
+		return aicrt_ret(aiErrorNotSupported);
+	/* a fault of earlier work is this call's to report */
+	e = aicrt_stream_wait(s, AICARD_TIMEOUT_INFINITE, true);
+	if (e)
+		return aicrt_ret(e);
+	memset(&fr, 0, sizeof(fr));
+	fr.queue_id = s->queue_id;
+	pthread_mutex_lock(&ctx->lock);
+	/* under the lock: no fence of this stream is noted meanwhile (work
+	 * queued by another thread now would make the driver say EBUSY) */
+	ret = aicrt_ioctl(ctx->fd, AICARD_IOCTL_FENCE_RESET, &fr);
+	if (ret == 0)
+		s->last_fence = s->async_fence = s->checked = 0;
+	pthread_mutex_unlock(&ctx->lock);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret, aiErrorInvalidHandle));
+	return aiSuccess;
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -460,11 +530,57 @@ aiError_t aiEventQuery(aiEvent_t event)
 
 aiError_t aiEventSynchronize(aiEvent_t event)
 {
+	aiError_t e;
+
 	if (!aicrt_obj_valid(event, AICRT_OBJ_EVENT))
 		return aicrt_ret(aiErrorInvalidHandle);
 	if (!event_recorded(event))
 		return aiSuccess;
-	return aicrt_ret(wait_event(event));
+	e = wait_event(event);
+	aicrt_printf_drain(event->ctx);
+	return aicrt_ret(e);
+}
+
+aiError_t aiEventGetTimestamp(unsigned long long *ticks, aiEvent_t event)
+{
+	struct aicard_event_query q;
+	int ret;
+
+	if (!ticks)
+		return aicrt_ret(aiErrorInvalidValue);
+	if (!aicrt_obj_valid(event, AICRT_OBJ_EVENT))
+		return aicrt_ret(aiErrorInvalidHandle);
+	ret = query_event(event, &q);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret, aiErrorInvalidHandle));
+	if (q.status != AICARD_EVENT_SIGNALED)
+		return aiErrorNotReady;
+	*ticks = q.timestamp;
+	return aiSuccess;
+}
+
+aiError_t aiEventReset(aiEvent_t event, aiStream_t stream)
+{
+	struct aiCtx *ctx;
+	struct aiStream *s;
+	uint64_t fence = 0;
+	aiError_t e;
+	int ret;
+
+	if (!aicrt_obj_valid(event, AICRT_OBJ_EVENT))
+		return aicrt_ret(aiErrorInvalidHandle);
+	ctx = event->ctx;
+	e = aicrt_resolve_stream(stream, &ctx, &s);
+	if (e)
+		return aicrt_ret(e);
+	ret = submit_event(s, AICARD_CMD_EVENT_RESET, event->handle, &fence);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret, aiErrorInvalidHandle));
+	aicrt_stream_queued(s, fence, false);
+	pthread_mutex_lock(&ctx->lock);
+	event->recorded = false;
+	pthread_mutex_unlock(&ctx->lock);
+	return aiSuccess;
 }
 
 aiError_t aiEventElapsedTime(float *ms, aiEvent_t start, aiEvent_t end)
