@@ -66,6 +66,8 @@ def cmd_run(args, extra_env: dict | None = None) -> int:
     if not args.command:
         raise AishimError("run: no program given (aishim run -- PROG ARGS...)")
     _check_fw(getattr(args, "fw", None))
+    if getattr(args, "ptrace", False):
+        return run_ptrace(args, extra_env)
     prog = _resolve_program(args.command[0])
     env = child_env(args)
     env.update(extra_env or {})
@@ -75,6 +77,32 @@ def cmd_run(args, extra_env: dict | None = None) -> int:
     # status reaches the caller untouched.
     os.execve(prog, args.command, env)
     return 127  # not reached
+
+
+def run_ptrace(args, extra_env: dict | None = None, *, recorder=None, passthrough=None) -> int:
+    """The program under the ptrace backend (static binaries, raw syscalls)."""
+    from interposer.ptrace import TracerError
+    from interposer.ptrace import run as ptrace_run
+    env = child_env(args)
+    env.update(extra_env or {})
+    env.pop("AISHIM_RECORD", None)          # under ptrace the tracer records, not the program
+    hook = None
+    kw = {}
+    if passthrough:
+        from interposer.ptrace.record import TraceHook
+        hook = TraceHook(recorder) if recorder else None
+        kw = dict(passthrough=passthrough, hook=hook)
+    elif recorder:
+        kw = dict(driver_tracer=recorder)
+    sys.stdout.flush()
+    try:
+        return ptrace_run(args.command, env, **kw)
+    except TracerError as e:
+        print(f"aishim: {e}", file=sys.stderr)
+        return e.status
+    finally:
+        if hook is not None:
+            hook.close()
 
 
 def run_child(args, extra_env: dict | None = None) -> int:
@@ -136,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
     r.add_argument("--fw", metavar="VERSION", help="firmware to boot: 2.1, or per device 2.0,3.0")
     r.add_argument("-v", "--verbose", action="store_true", help="log every device call (AISHIM_LOG=debug)")
+    r.add_argument("--ptrace", action="store_true",
+                   help="emulate the device with the ptrace backend (static binaries, raw syscalls)")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
 
     i = sub.add_parser("info", help="describe the simulated devices")
@@ -171,7 +201,7 @@ def main(argv=None, out=None) -> int:
             from aishim import trace_cmd
             if args.cmd == "record":
                 _check_fw(args.fw)
-                return trace_cmd.cmd_record(args, cmd_run)
+                return trace_cmd.cmd_record(args, cmd_run, run_ptrace)
             if args.cmd == "replay":
                 return trace_cmd.cmd_replay(args, run_child)
             return {"show": trace_cmd.cmd_show, "diff": trace_cmd.cmd_diff}[args.cmd](args, out)

@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     r.add_argument("--fw", metavar="VERSION", help="firmware to boot")
     r.add_argument("--devices", type=int, metavar="N")
     r.add_argument("-v", "--verbose", action="store_true")
+    r.add_argument("--ptrace", action="store_true", help="record under the ptrace backend")
+    r.add_argument("--passthrough", metavar="GLOB",
+                   help="with --ptrace: let a real device matching GLOB answer, and record it")
     r.add_argument("command", nargs="*", help="-- PROG ARGS...")
 
     s = sub.add_parser("show", help="print a trace (strace-like, JSON, or a Chrome/Perfetto timeline)")
@@ -48,9 +51,11 @@ def _reader(path: str):
         raise AishimError(str(e)) from None
 
 
-def cmd_record(args, run_program) -> int:
+def cmd_record(args, run_program, run_ptrace=None) -> int:
     if not args.command:
         raise AishimError("record: no program given (aishim record -o FILE -- PROG ARGS...)")
+    if args.passthrough and not args.ptrace:
+        raise AishimError("record: --passthrough needs --ptrace")
     out = os.path.abspath(args.output)
     for stale in [out, *glob.glob(glob.escape(out) + ".[0-9]*")]:
         try:
@@ -65,6 +70,11 @@ def cmd_record(args, run_program) -> int:
         os.unlink(out)
     except OSError as e:
         raise AishimError(f"{args.output}: {e.strerror}") from None
+    if args.ptrace:
+        from traces.recorder import Recorder
+        argv = list(args.command)
+        return run_ptrace(args, recorder=lambda pid, tid: Recorder(out, argv, pid=pid, tid=tid),
+                          passthrough=args.passthrough)
     return run_program(args, {"AISHIM_RECORD": out})
 
 

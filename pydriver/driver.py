@@ -332,6 +332,15 @@ class Driver:
                         m.device.free_bo_memory(m.bo)
         return self._traced(tracing.MUNMAP, -1, 0xFFFF, 0, "munmap", _munmap, a0=length, a1=addr)
 
+    def shutdown(self) -> None:
+        """The process is gone (ptrace front-end): release its devices."""
+        with self.lock:
+            self.files.clear()
+            self.maps = []
+            for dev in self.devices.values():
+                dev.close()
+            self.devices = {}
+
     # -- fork -----------------------------------------------------------
 
     def _after_fork_child(self) -> None:

@@ -57,6 +57,56 @@ def ioc_size(req: int) -> int:
     return (req >> SIZESHIFT) & ((1 << SIZEBITS) - 1)
 
 
+# Requests from before the _IOC encoding (type 'T', size field 0): sizes and
+# directions of the x86_64 kernel ABI.  The kernel's struct termios (TCGETS)
+# is 36 bytes - glibc's user-space struct termios is 60, and tcgetattr()
+# converts - struct termio 18, struct winsize 8.  Requests whose argument is
+# a plain integer value (TCSBRK, TIOCSCTTY...) move no bytes.
+LEGACY_REQUESTS: dict[int, tuple[str, int, int]] = {
+    0x5401: ("TCGETS", 36, READ),
+    0x5402: ("TCSETS", 36, WRITE),
+    0x5403: ("TCSETSW", 36, WRITE),
+    0x5404: ("TCSETSF", 36, WRITE),
+    0x5405: ("TCGETA", 18, READ),
+    0x5406: ("TCSETA", 18, WRITE),
+    0x5407: ("TCSETAW", 18, WRITE),
+    0x5408: ("TCSETAF", 18, WRITE),
+    0x540F: ("TIOCGPGRP", 4, READ),
+    0x5410: ("TIOCSPGRP", 4, WRITE),
+    0x5411: ("TIOCOUTQ", 4, READ),
+    0x5413: ("TIOCGWINSZ", 8, READ),
+    0x5414: ("TIOCSWINSZ", 8, WRITE),
+    0x5415: ("TIOCMGET", 4, READ),
+    0x5416: ("TIOCMBIS", 4, WRITE),
+    0x5417: ("TIOCMBIC", 4, WRITE),
+    0x5418: ("TIOCMSET", 4, WRITE),
+    0x541B: ("FIONREAD", 4, READ),
+    0x5420: ("TIOCPKT", 4, WRITE),
+    0x5421: ("FIONBIO", 4, WRITE),
+    0x5423: ("TIOCSETD", 4, WRITE),
+    0x5424: ("TIOCGETD", 4, READ),
+    0x5429: ("TIOCGSID", 4, READ),
+    0x5452: ("FIOASYNC", 4, WRITE),
+}
+
+
+
+
+def arg_size(req: int) -> tuple[int, int]:
+    """(bytes, direction) the request moves through its pointer argument:
+    the _IOC size and direction, else the legacy table, else (0, NONE)."""
+    req &= 0xFFFFFFFF
+    legacy = LEGACY_REQUESTS.get(req)
+    if legacy is not None:
+        return legacy[1], legacy[2]
+    return ioc_size(req), ioc_dir(req)
+
+
+def legacy_name(req: int) -> str | None:
+    entry = LEGACY_REQUESTS.get(req & 0xFFFFFFFF)
+    return entry[0] if entry else None
+
+
 _DIR_NAMES = {NONE: "_IO", WRITE: "_IOW", READ: "_IOR", READ | WRITE: "_IOWR"}
 
 

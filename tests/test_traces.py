@@ -17,7 +17,7 @@ from traces.reader import TraceReader
 
 SAMPLES = {
     "vecadd": [], "saxpy": [], "memcpy_roundtrip": ["-max", str(1 << 20)], "multidevice": [],
-    "threads": ["-t", "4", "-i", "3"], "mapped": [], "errors": [],
+    "threads": ["-t", "4", "-i", "3"], "mapped": [], "errors": [], "hello": [],
 }
 
 
@@ -226,3 +226,14 @@ def test_unknown_record_type_is_refused(tmp_path, traces):
     p.write_bytes(data[:first] + bogus + data[first:])
     r = aishim("show", str(p))
     assert r.returncode == 1 and "unknown record type 99" in r.stderr and "record 0" in r.stderr
+
+
+def test_every_user_pointer_field_is_normalized():
+    """A user pointer differs from run to run: diff and replay must know each one."""
+    from structs import uapi
+    from traces import normalize
+    for io in uapi.IOCTLS:
+        names = {f.name for f in io.layout.fields() if not f.fmt.endswith("s")}   # not byte arrays
+        suspects = names & {"pointer", "cmds", "image", "params"}
+        rec = io.layout.codec().make()
+        assert suspects <= set(normalize.pointer_fields(io.name, rec)), io.name

@@ -194,8 +194,15 @@ def describe_call(call: Call) -> str:
     else:
         io = call.ioctl
         if io is None:
-            fields = ioc.decode(call.req)
-            s = f"ioctl({call.fd}, {call.req:#010x} /* {fields} */, {call.arg_in[:32].hex() or 'NULL'}) = {_ret(call)}"
+            # A request nobody declared here: its generic _IOC decoding (or its
+            # name, for the tty requests from before _IOC), and the raw bytes.
+            legacy = ioc.legacy_name(call.req)
+            what = f"{legacy} /* {call.req:#06x} */" if legacy else f"{call.req:#010x} /* {ioc.decode(call.req)} */"
+            size, direction = ioc.arg_size(call.req)
+            shown_in = call.arg_in[:32].hex() if direction & ioc.WRITE or not size else f"<{size} bytes out>"
+            s = f"ioctl({call.fd}, {what}, {shown_in or 'NULL'}) = {_ret(call)}"
+            if call.ret is not None and call.ret >= 0 and direction & ioc.READ and call.arg_out:
+                s += f" => {call.arg_out[:40].hex()}"
         else:
             rec = decode_arg(call, call.arg_in)
             inputs = describe.record(io.layout, rec, exclude=io.outputs) if rec else "<arg unreadable>"

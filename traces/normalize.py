@@ -13,7 +13,8 @@ from structs import uapi
 from structs.enums import CopyKind, QueryType
 
 # Fields that hold user-space pointers, per request (COPY depends on kind).
-_POINTERS = {"DEV_QUERY": ("pointer",), "SUBMIT": ("cmds",), "MODULE_LOAD": ("image",)}
+_POINTERS = {"DEV_QUERY": ("pointer",), "SUBMIT": ("cmds",), "MODULE_LOAD": ("image",),
+             "PRINTF_READ": ("pointer",)}
 # Outputs that vary from run to run.
 _NOISE = {"EVENT_QUERY": ("timestamp",)}
 
@@ -41,7 +42,8 @@ def _plain(v):
 
 
 _ANSWERS = {QueryType.DEVICE_INFO: uapi.DeviceInfo, QueryType.MEM_INFO: uapi.MemInfo, QueryType.CLOCK: uapi.Clock}
-_CMDS = {1: uapi.CmdLaunch, 2: uapi.CmdEvent, 3: uapi.CmdEvent, 4: uapi.CmdEvent, 5: uapi.CmdMembar}
+_CMDS = {1: uapi.CmdLaunch, 2: uapi.CmdEvent, 3: uapi.CmdEvent, 4: uapi.CmdEvent, 5: uapi.CmdMembar,
+         6: uapi.CmdNotify, 7: uapi.CmdTransformer}
 
 
 def user_data(name: str, args, direction: int, data: bytes, index: int = 0):

@@ -27,9 +27,14 @@ PAGE = 4096
 
 
 class Recorder:
-    def __init__(self, path: str, argv: list[str] | None = None):
+    def __init__(self, path: str, argv: list[str] | None = None, *, pid: int | None = None, tid=None):
+        """pid, tid: the recorded process and a function naming the thread of
+        the current call - given by the ptrace front-end, whose own ids are
+        the tracer's; the preload path records itself."""
         self.path = path
         self.argv = list(sys.argv if argv is None else argv)
+        self.pid = pid
+        self._tid = tid or threading.get_native_id
         self._writer: TraceWriter | None = None
         self._open_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -51,14 +56,15 @@ class Recorder:
         return w
 
     def _claim(self) -> TraceWriter:
-        kw = dict(pid=os.getpid(), argv=self.argv, fw_version=self.fw_version)
+        pid = self.pid or os.getpid()
+        kw = dict(pid=pid, argv=self.argv, fw_version=self.fw_version)
         try:
             return TraceWriter(self.path, **kw)
         except FileExistsError:
-            return TraceWriter(f"{self.path}.{os.getpid()}", exclusive=False, **kw)
+            return TraceWriter(f"{self.path}.{pid}", exclusive=False, **kw)
 
     def forked(self) -> "Recorder":
-        return Recorder(self.path, self.argv)
+        return Recorder(self.path, self.argv)        # preload path only: the child records itself
 
     def close(self) -> None:
         if self._writer is not None:
@@ -75,8 +81,8 @@ class Recorder:
             seq = next(self._seq)
             tail = path.encode() if path is not None else (arg or b"")
             # Written under the lock: file order is seq order.
-            w.write([w.encode(tf.RecordType.CALL, tail, seq=seq, t_ns=time.monotonic_ns(), pid=os.getpid(),
-                              tid=threading.get_native_id(), phase=0, call=call, minor=minor, fd=fd, req=req,
+            w.write([w.encode(tf.RecordType.CALL, tail, seq=seq, t_ns=time.monotonic_ns(),
+                              pid=self.pid or os.getpid(), tid=self._tid(), phase=0, call=call, minor=minor, fd=fd, req=req,
                               a0=a0, a1=a1, a2=a2)])
         self._local.seq = seq
         self._local.batch = []
@@ -85,8 +91,8 @@ class Recorder:
     def exit(self, seq, call, fd, minor, req, ret, arg=None, *, a0=0, a1=0, a2=0) -> None:
         w = self.writer
         batch = self._batch() or []
-        batch.append(w.encode(tf.RecordType.CALL, arg or b"", seq=seq, t_ns=time.monotonic_ns(), pid=os.getpid(),
-                              tid=threading.get_native_id(), phase=1, call=call, minor=minor, fd=fd, req=req,
+        batch.append(w.encode(tf.RecordType.CALL, arg or b"", seq=seq, t_ns=time.monotonic_ns(),
+                              pid=self.pid or os.getpid(), tid=self._tid(), phase=1, call=call, minor=minor, fd=fd, req=req,
                               ret=ret, a0=a0, a1=a1, a2=a2))
         self._local.batch = None
         self._local.seq = 0
