@@ -108,6 +108,10 @@ class Device:
         self.orphans: set = set()                 # destroyed BOs still mapped by the host
         self.bo_bytes = 0                         # VRAM held by buffer objects
         self._retire: list[_Retire] = []
+        # A copy expected to run at once: (asid, queue, seqno), and its
+        # host-memory fault if it had one (see ioctls.ioctl_copy).
+        self.expect_host_fault = None
+        self.host_fault = None
         self.on_ring = None                       # recorder hook: fn(direction, offset, bytes)
         self._boot()
 
@@ -354,6 +358,11 @@ class Device:
         kind = fw.FAULT_KINDS.get(c.kind, f"kind {c.kind}")
         info = FaultInfo(kind, c.queue, c.seqno, None if c.pc == 0xFFFFFFFF else c.pc, c.address,
                          c.message.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        if kind == "host_dma" and self.expect_host_fault == (c.asid, c.queue, c.seqno):
+            # The copy ran inside the ioctl that submitted it: that ioctl
+            # answers EFAULT, as a kernel driver does for a bad user pointer.
+            self.host_fault = info
+            return
         wrote = self._decode_own(c.command_offset)
         log.warning("aicard%d ctx %s: firmware fault: %s%s", self.minor, c.asid, info,
                     f"\n  the driver wrote: {wrote}" if wrote else "")

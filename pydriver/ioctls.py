@@ -329,18 +329,31 @@ def ioctl_copy(ctx, a) -> int:
     _require(a.flags & ~uapi.COPY_SYNC == 0, f"unknown flags {a.flags:#x}")
     q = ctx.queue(a.queue_id)
     _require(a.kind in (CopyKind.HTOD, CopyKind.DTOH, CopyKind.DTOD), f"unknown copy kind {a.kind}")
+    # On an idle queue the copy runs inside this ioctl, and a bad user
+    # pointer comes back from the firmware as this ioctl's EFAULT.  Behind
+    # other work it runs later: then the user range must be there now
+    # ("pinned"), or the program would only learn of it from a dead context.
+    dev = ctx.device
+    immediate = q.idle
     if a.size:
-        # Device ranges must be buffers of this context; user ranges must be
-        # there now ("pinned"), so a bad pointer is this ioctl's EFAULT.
         if a.kind == CopyKind.HTOD:
-            ctx.mm.check(a.src, a.size)
+            if not immediate:
+                ctx.mm.check(a.src, a.size)
         else:
             ctx.range(a.src, a.size, "copy source")
         if a.kind == CopyKind.DTOH:
-            ctx.mm.check(a.dst, a.size)
+            if not immediate:
+                ctx.mm.check(a.dst, a.size)
         else:
             ctx.range(a.dst, a.size, "copy destination")
-    a.fence = ctx.device.submit(ctx, q, "COPY", kind=a.kind, size=a.size, src=a.src, dst=a.dst)
+    dev.expect_host_fault = (ctx.id, q.queue_id, q.last_seqno + 1) if immediate else None
+    try:
+        a.fence = dev.submit(ctx, q, "COPY", kind=a.kind, size=a.size, src=a.src, dst=a.dst)
+    finally:
+        dev.expect_host_fault = None
+        fault, dev.host_fault = dev.host_fault, None
+    if fault is not None:
+        raise DriverError(EFAULT, f"bad user pointer: {fault.message}")
     _finish(ctx, q, a.fence, bool(a.flags & uapi.COPY_SYNC))
     return 0
 

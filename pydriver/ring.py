@@ -5,8 +5,10 @@ not split: the producer writes a zero header ("wrap") and starts again at 0.
 
 The same code serves both directions: the driver produces commands and the
 firmware consumes them; the firmware produces completions and the driver
-consumes them.  Each side reads and writes the header through the layout of
-*its own* firmware version, as two separately built programs would.
+consumes them.  Each side finds the header fields through the layout of
+*its own* firmware version, as two separately built programs would.  The
+producer only ever writes tail (and wraps), the consumer only head, so each
+touches just its own u32 rather than rewriting the whole header.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from structs import fw
 
 ALIGN = 8
 _ENTRY_HEAD = struct.Struct("<HH")        # type, entry_size: the same in every version
+_U32 = struct.Struct("<I")
 
 
 class RingFull(Exception):
@@ -37,8 +40,12 @@ class Ring:
         self.base = offset
         self.data = offset + fw.RING_HEADER_SIZE
         self.size = total_size - fw.RING_HEADER_SIZE
-        self.hdr = fw.FwStructs(version).RingHeader.codec()
-        self.on_entry = None          # recorder hook: fn(kind, ring_offset, bytes)
+        layout = fw.FwStructs(version).RingHeader
+        self.hdr = layout.codec()
+        self._head = offset + layout.field("head").offset
+        self._tail = offset + layout.field("tail").offset
+        self._wraps = offset + layout.field("wraps").offset
+        self.on_entry = None          # recorder hook: fn(ring_offset, bytes)
 
     # -- header ------------------------------------------------------------
 
@@ -46,29 +53,40 @@ class Ring:
         self.hdr.pack_into(self.mem, self.base, self.hdr.make(size=self.size))
 
     def header(self):
+        """The whole header, checked (for tools and tests; the hot paths
+        read single fields)."""
         try:
             h = self.hdr.unpack(self.mem, self.base)
         except ValueError as e:
             raise RingError(f"ring header at VRAM 0x{self.base:x}: {e}") from None
-        if h.size != self.size or h.head >= h.size or h.tail >= h.size or h.head % ALIGN or h.tail % ALIGN:
-            raise RingError(f"ring header at VRAM 0x{self.base:x} is corrupt: head={h.head:#x} "
-                            f"tail={h.tail:#x} size={h.size:#x}")
+        if h.size != self.size:
+            raise RingError(f"ring header at VRAM 0x{self.base:x} is corrupt: size={h.size:#x}")
+        self._index(h.head, "head")
+        self._index(h.tail, "tail")
         return h
+
+    def _index(self, value: int, what: str) -> int:
+        if value >= self.size or value % ALIGN:
+            raise RingError(f"ring at VRAM 0x{self.base:x} is corrupt: {what}={value:#x} "
+                            f"(data area {self.size:#x})")
+        return value
+
+    def _get(self, off: int, what: str) -> int:
+        return self._index(_U32.unpack_from(self.mem, off)[0], what)
 
     # -- producer ----------------------------------------------------------
 
     def push(self, entry: bytes) -> int:
         """Append entry (whose bytes 2..3 already hold its size); returns its
         offset in the data area.  RingFull if the consumer is too far behind."""
-        h = self.header()
+        head, tail = self._get(self._head, "head"), self._get(self._tail, "tail")
         n = align(len(entry))
-        tail = h.tail
-        free = (h.head - tail - ALIGN) % self.size
+        free = (head - tail - ALIGN) % self.size
         if tail + n > self.size:            # does not fit before the end: wrap
             if free < (self.size - tail) + n:
                 raise RingFull()
             self.mem[self.data + tail:self.data + tail + 4] = 0
-            h.wraps += 1
+            _U32.pack_into(self.mem, self._wraps, _U32.unpack_from(self.mem, self._wraps)[0] + 1)
             free -= self.size - tail
             tail = 0
         if free < n:
@@ -77,8 +95,7 @@ class Ring:
         self.mem[start:start + len(entry)] = memoryview(entry)
         if n > len(entry):
             self.mem[start + len(entry):start + n] = 0
-        h.tail = (tail + n) % self.size
-        self.hdr.pack_into(self.mem, self.base, h)
+        _U32.pack_into(self.mem, self._tail, (tail + n) % self.size)
         if self.on_entry:
             self.on_entry(tail, bytes(entry))
         return tail
@@ -89,27 +106,23 @@ class Ring:
         """Yield (offset, entry bytes, None) for every entry between head and
         tail, moving head past each as it is yielded; an entry whose size
         makes no sense yields (offset, None, first bytes) and ends the batch."""
+        mem, data, size = self.mem, self.data, self.size
         while True:
-            h = self.header()
-            if h.head == h.tail:
+            head, tail = self._get(self._head, "head"), self._get(self._tail, "tail")
+            if head == tail:
                 return
-            pos = self.data + h.head
-            etype, esize = _ENTRY_HEAD.unpack_from(self.mem, pos)
+            pos = data + head
+            etype, esize = _ENTRY_HEAD.unpack_from(mem, pos)
             if etype == 0 and esize == 0:          # wrap marker
-                h.head = 0
-                self.hdr.pack_into(self.mem, self.base, h)
+                _U32.pack_into(mem, self._head, 0)
                 continue
-            avail = (h.tail - h.head) % self.size
-            if esize < _ENTRY_HEAD.size or align(esize) > avail or h.head + esize > self.size:
+            avail = (tail - head) % size
+            if esize < _ENTRY_HEAD.size or align(esize) > avail or head + esize > size:
                 # Skip everything: the producer wrote something we cannot size.
-                offset = h.head
-                bad = bytes(self.mem[pos:pos + min(64, self.size - h.head)])
-                h.head = h.tail
-                self.hdr.pack_into(self.mem, self.base, h)
-                yield offset, None, bad
+                bad = bytes(mem[pos:pos + min(64, size - head)])
+                _U32.pack_into(mem, self._head, tail)
+                yield head, None, bad
                 return
-            offset = h.head
-            entry = bytes(self.mem[pos:pos + esize])
-            h.head = (h.head + align(esize)) % self.size
-            self.hdr.pack_into(self.mem, self.base, h)
-            yield offset, entry, None
+            entry = mem[pos:pos + esize].tobytes()
+            _U32.pack_into(mem, self._head, (head + align(esize)) % size)
+            yield head, entry, None

@@ -220,3 +220,24 @@ def test_last_close_releases_everything(drv):
     assert other.mem_info().vram_used == 1 << 20
     a.close()
     assert other.mem_info().vram_used == 0
+
+
+def test_bad_host_pointer_in_a_copy_is_efault_and_the_context_lives(c):
+    """Unmapped and read-only destinations: EFAULT for that ioctl only."""
+    import ctypes
+    import mmap
+    q = c.queue()
+    _, a = c.alloc(8192)
+    libc = ctypes.CDLL(None)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    ro_addr = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    for dst in (ro_addr, 0xDEAD0000):
+        with pytest.raises(OSError) as e:
+            c.call("COPY", queue_id=q, kind=2, dst=dst, src=a, size=64, flags=uapi.COPY_SYNC)
+        assert err(e) == errno.EFAULT
+    with pytest.raises(OSError) as e:
+        c.call("COPY", queue_id=q, kind=1, dst=a, src=0xDEAD0000, size=64)
+    assert err(e) == errno.EFAULT
+    c.htod(q, a, b"still alive")
+    assert c.dtoh(q, a, 11) == b"still alive"

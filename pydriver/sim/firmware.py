@@ -233,7 +233,13 @@ class Firmware:
                 message = f"kernel {self._kernel_name(cmd)}: {message}"
             self._fail(space, q, cmd, p, f.kind, message, f.pc, f.address or 0)
         except CommandFault as f:
-            self._fail(space, q, cmd, p, f.kind, str(f), None, f.address)
+            if f.kind == "host_dma":
+                # A bad host address fails this copy only: the device is fine,
+                # the context too.  The driver decides what the program hears.
+                self._report_fault(cmd.asid, cmd.queue, cmd.seqno, f.kind, f"{p.name}: {f}", pc=None,
+                                   address=f.address, cmd_offset=p.offset, cmd_type=cmd.type)
+            else:
+                self._fail(space, q, cmd, p, f.kind, str(f), None, f.address)
         finally:
             # Also on RingFull: the command stays queued and runs again once
             # the driver drained the ring (PRINTF_FLUSH resumes where it was).
