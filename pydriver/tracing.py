@@ -6,7 +6,6 @@ it never imports the trace format itself.  Call kinds match traces.format.
 
 from __future__ import annotations
 
-import ctypes
 from typing import Protocol
 
 from pydriver.uaccess import UserMemory
@@ -21,6 +20,7 @@ class Tracer(Protocol):
     def exit(self, seq: int, call: int, fd: int, minor: int, req: int, ret: int, arg=None, *,
              a0: int = 0, a1: int = 0, a2: int = 0) -> None: ...
     def user(self, direction: int, addr: int, data: bytes) -> None: ...
+    def user_at(self, direction: int, addr: int, local_addr: int, n: int) -> None: ...
     def ring(self, minor: int, direction: str, offset: int, data: bytes, ticks: int) -> None: ...
     def device(self, dev) -> None: ...
     def snapshot(self, point: int, maps) -> None: ...
@@ -40,9 +40,9 @@ class TracedUserMemory(UserMemory):
     def read_into(self, addr: int, local_addr: int, n: int) -> None:
         super().read_into(addr, local_addr, n)
         if n:
-            self.tracer.user(0, addr, ctypes.string_at(local_addr, n))
+            self.tracer.user_at(0, addr, local_addr, n)
 
     def write_from(self, addr: int, local_addr: int, n: int) -> None:
         super().write_from(addr, local_addr, n)
         if n:
-            self.tracer.user(1, addr, ctypes.string_at(local_addr, n))
+            self.tracer.user_at(1, addr, local_addr, n)

@@ -118,7 +118,7 @@ User = Layout("User", Struct(
 Blob = Layout("Blob", Struct(
     "id" / Int64ul,
     "raw_size" / Int64ul,
-    "codec" / Int8ul,               # 0 stored, 1 zlib
+    "codec" / Int8ul,               # 0 stored, 1 zlib, 2 zlib in chunks (u32 n, n x u32 size, streams)
     "pad" / Const(b"\0" * 7),
 ))
 

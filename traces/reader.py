@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 
 from traces import format as tf
+from traces.writer import decompress
 
 
 @dataclass
@@ -133,9 +134,11 @@ class TraceReader:
         body = self.data[off:off + size]
         if codec == 0:
             return bytes(body)
+        if codec not in (1, 2):
+            raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} has unknown codec {codec}", off)
         try:
-            raw = zlib.decompress(body)
-        except zlib.error as e:
+            raw = decompress(codec, body)
+        except (zlib.error, IndexError) as e:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} does not decompress: {e}", off) from None
         if len(raw) != raw_size:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} is {len(raw)} bytes, header says {raw_size}", off)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from traces import format as tf
-from traces.writer import TraceWriter
+from traces.writer import Blob, Staging, TraceWriter
 
 PAGE = 4096
 
@@ -41,6 +41,7 @@ class Recorder:
         self._seq_lock = threading.Lock()
         self._local = threading.local()
         self._shadows: dict = {}            # (minor, handle) -> bytearray: last snapshot of a mapped BO
+        self._staging = Staging()
         self.fw_version = 0
 
     # -- the file ------------------------------------------------------------
@@ -96,7 +97,7 @@ class Recorder:
                               ret=ret, a0=a0, a1=a1, a2=a2))
         self._local.batch = None
         self._local.seq = 0
-        w.write(batch)
+        w.submit(batch)             # hashed, compressed and written by the writer thread
 
     def _emit(self, records: list) -> None:
         batch = self._batch()
@@ -105,13 +106,20 @@ class Recorder:
         else:
             batch.extend(records)
 
+    def user_at(self, direction, addr, local_addr, n) -> None:
+        """A user buffer the driver moved, still at local_addr in this process
+        (VRAM for a copy): copied now, hashed and written later."""
+        w = self.writer
+        seq = getattr(self._local, "seq", 0)
+        data, release = self._staging.copy(local_addr, n)
+        self._emit([Blob(data, lambda bid: w.encode(tf.RecordType.USER, seq=seq, dir=direction, addr=addr,
+                                                     size=n, blob=bid), release)])
+
     def user(self, direction, addr, data) -> None:
         w = self.writer
-        out: list = []
-        bid = w.blob(data, out)
-        out.append(w.encode(tf.RecordType.USER, seq=getattr(self._local, "seq", 0), dir=direction, addr=addr,
-                            size=len(data), blob=bid))
-        self._emit(out)
+        seq = getattr(self._local, "seq", 0)
+        self._emit([Blob(bytes(data), lambda bid: w.encode(tf.RecordType.USER, seq=seq, dir=direction, addr=addr,
+                                                            size=len(data), blob=bid))])
 
     def ring(self, minor, direction, offset, data, ticks) -> None:
         w = self.writer
@@ -159,8 +167,13 @@ class Recorder:
                 lo, hi = int(run[0]) * PAGE, (int(run[-1]) + 1) * PAGE
                 data = cur[lo:hi].tobytes()
                 shadow[lo:hi] = data
-                bid = w.blob(data, out)
-                out.append(w.encode(tf.RecordType.SNAP, seq=getattr(self._local, "seq", 0), point=point,
-                                    minor=dev.minor, handle=bo.handle, offset=lo, size=hi - lo, blob=bid))
+                out.append(Blob(data, lambda bid, lo=lo, hi=hi, seq=getattr(self._local, "seq", 0), m=dev.minor,
+                                h=bo.handle: w.encode(tf.RecordType.SNAP, seq=seq, point=point, minor=m, handle=h,
+                                                      offset=lo, size=hi - lo, blob=bid)))
         if out:
-            self._emit(out)
+            if point == 0:
+                # Before a submit: must precede that call's entry in the file.
+                w.write(out)
+            else:
+                # After a sync: must follow that call's exit, which is queued.
+                w.submit(out)
