@@ -1,12 +1,13 @@
 """aishim - the command line.  The only place that wires every layer together.
 
-    aishim run [--devices N] [--fw V] [-v] -- PROG ARGS...
+    aishim run [--devices N] [--fw V] [-v] [--connect [SOCKET]] -- PROG ARGS...
+    aishim serve [--socket PATH] [--devices N] [--fw V] [-v]
     aishim info [--devices N]
     aishim as SRC -o OUT
     aishim dis MODULE
     aishim lib
     aishim structs list | show NAME | diff NAME --fw A --fw B | decode NAME FILE
-    aishim record -o FILE [--fw V] -- PROG ARGS...
+    aishim record -o FILE [--fw V] [--connect [SOCKET]] -- PROG ARGS...
     aishim show FILE [--json | --format chrome] [--filter NAMES] [--fw V]
     aishim replay FILE [--loose] -- PROG ARGS...
     aishim diff A B
@@ -40,6 +41,8 @@ def child_env(args, base=None) -> dict:
         env["AISHIM_FW"] = args.fw
     if getattr(args, "verbose", False):
         env["AISHIM_LOG"] = "debug"
+    if getattr(args, "connect", None):
+        env["AISHIM_CONNECT"] = args.connect
     return env
 
 
@@ -62,10 +65,28 @@ def _check_fw(spec: str | None) -> None:
                 raise AishimError(str(e)) from None
 
 
+def _check_connect(args) -> None:
+    """--connect: the daemon must be there; its device count is the child's."""
+    if not getattr(args, "connect", None):
+        return
+    if getattr(args, "ptrace", False):
+        raise AishimError("--connect works with the preload library, not with --ptrace")
+    if getattr(args, "fw", None):
+        raise AishimError("--fw: with --connect the daemon's devices run what `aishim serve --fw` booted")
+    from interposer.remote import probe
+    try:
+        info = probe(args.connect)
+    except (OSError, ValueError) as e:
+        raise AishimError(f"cannot reach the aishim daemon at {args.connect}: {e}") from None
+    if getattr(args, "devices", None) is None:
+        args.devices = info.devices
+
+
 def cmd_run(args, extra_env: dict | None = None) -> int:
     if not args.command:
         raise AishimError("run: no program given (aishim run -- PROG ARGS...)")
     _check_fw(getattr(args, "fw", None))
+    _check_connect(args)
     if getattr(args, "ptrace", False):
         return run_ptrace(args, extra_env)
     prog = _resolve_program(args.command[0])
@@ -150,6 +171,60 @@ def cmd_dis(args, out) -> int:
     return 0
 
 
+def cmd_serve(args, out) -> int:
+    """The driver as a daemon, in the foreground, until SIGINT/SIGTERM."""
+    import signal
+
+    from pydriver.config import Config
+    from pydriver.server import Server, ServerError
+
+    class _Stop(Exception):
+        pass
+
+    stopping = []
+
+    def stop(signum, frame):
+        if not stopping:                     # the first signal stops; later ones wait for that
+            stopping.append(signum)
+            raise _Stop()
+
+    _check_fw(args.fw)
+    env = dict(os.environ)
+    if args.devices is not None:
+        env["AISHIM_DEVICES"] = str(args.devices)
+    if args.fw:
+        env["AISHIM_FW"] = args.fw
+    if args.verbose:
+        env["AISHIM_LOG"] = "debug"
+    env.setdefault("AISHIM_LOG", "info")
+    config = Config.from_env(env)
+
+    def make_tracer(path, argv, pid, tid):
+        from traces.recorder import Recorder
+        return Recorder(path, argv, pid=pid, tid=tid)
+
+    server = Server(args.socket, config, make_tracer=make_tracer)
+    try:
+        server.bind()
+    except ServerError as e:
+        raise AishimError(str(e)) from None
+    old = {}
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[s] = signal.signal(s, stop)
+        print(f"aishim: serving {config.devices} device(s) on {args.socket} (pid {os.getpid()})", file=out,
+              flush=True)
+        server.serve_forever()
+    except _Stop:
+        pass
+    finally:
+        stopping.append(0)                   # from here on a signal changes nothing
+        server.shutdown()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0
+
+
 def cmd_lib(args, out) -> int:
     print(_preload_path(), file=out)
     return 0
@@ -166,7 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-v", "--verbose", action="store_true", help="log every device call (AISHIM_LOG=debug)")
     r.add_argument("--ptrace", action="store_true",
                    help="emulate the device with the ptrace backend (static binaries, raw syscalls)")
+    _add_connect(r)
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- PROG ARGS...")
+
+    sv = sub.add_parser("serve", help="run the driver as a daemon that several processes share")
+    sv.add_argument("--socket", default=None, metavar="PATH",
+                    help="UNIX socket to listen on (default $XDG_RUNTIME_DIR/aishim.sock, "
+                         "else /tmp/aishim-$UID.sock)")
+    sv.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
+    sv.add_argument("--fw", metavar="VERSION", help="firmware to boot: 2.1, or per device 2.0,3.0")
+    sv.add_argument("-v", "--verbose", action="store_true", help="log every device call")
 
     i = sub.add_parser("info", help="describe the simulated devices")
     i.add_argument("--devices", type=int, metavar="N", help="number of devices (default 4)")
@@ -183,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     from aishim import bench, structs_cmd, trace_cmd
     structs_cmd.add_parser(sub)
     trace_cmd.add_parsers(sub)
+    _add_connect(sub.choices["record"])
     bench.add_parser(sub)
     return p
+
+
+def _add_connect(parser) -> None:
+    parser.add_argument("--connect", nargs="?", const="", default=None, metavar="SOCKET",
+                        help="use the devices of a daemon (aishim serve) instead of embedding the driver; "
+                             "SOCKET defaults to the daemon's default path")
 
 
 def main(argv=None, out=None) -> int:
@@ -194,6 +285,15 @@ def main(argv=None, out=None) -> int:
         args.command = args.command[1:]
     if getattr(args, "cmd", None) == "replay":
         args.devices = args.fw = None
+    if getattr(args, "connect", None) is not None and getattr(args, "ptrace", False):
+        print("aishim: --connect works with the preload library, not with --ptrace", file=sys.stderr)
+        return 1
+    if getattr(args, "connect", None) == "" or (args.cmd == "serve" and not args.socket):
+        from pydriver.server import default_socket_path
+        if args.cmd == "serve":
+            args.socket = default_socket_path()
+        else:
+            args.connect = default_socket_path()
     try:
         if args.cmd == "run":
             return cmd_run(args)
@@ -211,7 +311,7 @@ def main(argv=None, out=None) -> int:
         if args.cmd == "structs":
             from aishim import structs_cmd
             return structs_cmd.run(args, out)
-        return {"info": cmd_info, "as": cmd_as, "dis": cmd_dis, "lib": cmd_lib}[args.cmd](args, out)
+        return {"info": cmd_info, "as": cmd_as, "dis": cmd_dis, "lib": cmd_lib, "serve": cmd_serve}[args.cmd](args, out)
     except AishimError as e:
         if args.traceback:
             raise

@@ -35,15 +35,21 @@ def driver() -> Driver:
 
 def _make_driver() -> Driver:
     """The simulated device, recorded if AISHIM_RECORD names a trace file;
-    or, with AISHIM_REPLAY, a recorded trace answering instead of a device."""
+    or, with AISHIM_REPLAY, a recorded trace answering instead of a device;
+    or, with AISHIM_CONNECT, the devices of a daemon (`aishim serve`), which
+    also records this process when AISHIM_RECORD is set."""
     atexit.register(finish)
     replay = os.environ.get("AISHIM_REPLAY")
     if replay:
         from pydriver.replay import ReplayDriver
         return ReplayDriver(replay, status_path=os.environ.get("AISHIM_REPLAY_STATUS"),
                             loose=bool(os.environ.get("AISHIM_REPLAY_LOOSE")))
-    tracer = None
     path = os.environ.get("AISHIM_RECORD")
+    connect = os.environ.get("AISHIM_CONNECT")
+    if connect:
+        from interposer.remote import RemoteDriver
+        return RemoteDriver(connect, record=path or None, argv=_argv())
+    tracer = None
     if path:
         from traces.recorder import Recorder
         tracer = Recorder(path, _argv())

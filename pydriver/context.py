@@ -24,11 +24,11 @@ _ids = itertools.count(1)
 
 
 class Context:
-    def __init__(self, device: "Device", mm: "UserMemory"):
+    def __init__(self, device: "Device", mm: "UserMemory", window: int | None = None):
         self.id = next(_ids)
         self.device = device
         self.mm = mm
-        self.vm = VM(device.vram.u8)
+        self.vm = VM(device.vram.u8, window)
         self.bos: dict = {}
         self.bo_by_mmap: dict = {}
         self.queues: dict = {}
@@ -36,6 +36,8 @@ class Context:
         self.modules: dict = {}
         self.used = 0                 # VRAM bytes of live BOs
         self.faulted = None           # the DeviceFault that killed the context, if any
+        self.destroyed = False        # closed: waiters give up, late ioctls are refused
+        self.tracer = None            # the recorder of the process owning it (ring traffic)
         self._handles = itertools.count(1)
 
     def new_handle(self) -> int:

@@ -107,6 +107,7 @@ class Device:
         self.contexts: dict[int, object] = {}     # asid -> Context
         self.orphans: set = set()                 # destroyed BOs still mapped by the host
         self.bo_bytes = 0                         # VRAM held by buffer objects
+        self.ipc: dict[bytes, object] = {}        # IPC token -> bo.Memory it exports
         self._retire: list[_Retire] = []
         # A copy expected to run at once: (asid, queue, seqno), and its
         # host-memory fault if it had one (see ioctls.ioctl_copy).
@@ -229,6 +230,13 @@ class Device:
             self._retire.append(r)
 
     def free_bo_memory(self, bo) -> None:
+        """bo is gone (destroyed and unmapped): free its VRAM unless other
+        buffer objects (IPC imports) still use the same memory."""
+        mem = bo.memory
+        if mem is not None:
+            mem.users -= 1
+            if mem.users > 0:
+                return
         self.vram.free(bo.vram_offset, bo.size)
         self.bo_bytes -= bo.size
 

@@ -14,12 +14,19 @@ After fork() the child must not touch the parent's devices (their VRAM is a
 shared memfd: the child's allocations would land in the parent's buffers).
 Device fds inherited by the child answer EBADFD; the child may open the
 device again and gets a fresh device of its own.
+
+A Driver is the front end of one process: its fd table, its mappings, its
+user memory.  The devices behind it come from a ``Devices`` table: its own
+(embedded and ptrace modes), or one the daemon (pydriver/server.py) shares
+between the Drivers of all its client processes, so they see the same VRAM,
+the same contexts table and the same IPC tokens.
 """
 
 from __future__ import annotations
 
 import bisect
 import errno
+import itertools
 import logging
 import mmap as mmap_mod
 import os
@@ -57,8 +64,57 @@ class Mapping:
     bo_offset: int = 0            # byte of the BO mapped at start
 
 
+class Devices:
+    """The devices by minor, booted on first use.  An embedded Driver has a
+    table of its own; the daemon makes one and gives it to the Driver of
+    every client process, which is all it takes for them to share devices."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.by_minor: dict[int, Device] = {}
+        self._routed: set[int] = set()
+
+    def get(self, minor: int) -> Device:
+        with self.lock:
+            dev = self.by_minor.get(minor)
+            if dev is None:
+                try:
+                    dev = Device(minor, self.config)
+                except ValueError as e:       # e.g. AISHIM_FW names no known firmware
+                    log.error("aicard%d does not boot: %s", minor, e)
+                    raise DriverError(errno.ENODEV, str(e)) from None
+                self.by_minor[minor] = dev
+            return dev
+
+    def route_ring(self, dev: Device) -> None:
+        """Give every ring entry to the recorder of the context it belongs to
+        (each entry names its context, asid, at byte 4): several processes
+        record their own traces from one device."""
+        with self.lock:
+            if dev.minor in self._routed:
+                return
+            self._routed.add(dev.minor)
+
+        def hook(direction, off, data, dev=dev):
+            ctx = dev.contexts.get(int.from_bytes(data[4:8], "little")) if len(data) >= 8 else None
+            tr = ctx.tracer if ctx is not None else None
+            if tr is not None:
+                tr.ring(dev.minor, direction, off, data, dev.clock.now())
+        dev.set_ring_hook(hook)
+
+    def close(self) -> None:
+        with self.lock:
+            for dev in self.by_minor.values():
+                dev.close()
+            self.by_minor = {}
+
+
 class Driver:
-    def __init__(self, config: Config | None = None, mm: UserMemory | None = None, tracer=None):
+    def __init__(self, config: Config | None = None, mm: UserMemory | None = None, tracer=None,
+                 shared: Devices | None = None):
+        """shared: devices owned by someone else (the daemon) and used by
+        other Drivers too; None: this Driver boots its own."""
         self.config = config or Config.from_env()
         configure_log(self.config.log_level, self.config.log_file)
         self.tracer = tracer                  # pydriver.tracing.Tracer, or None
@@ -66,12 +122,20 @@ class Driver:
         if tracer is not None:
             self.mm = tracing.TracedUserMemory(self.mm, tracer)
         self.lock = threading.Lock()          # files, devices, mappings
-        self.devices: dict[int, Device] = {}
+        self.shared = shared
+        self._table = shared if shared is not None else Devices(self.config)
+        self.devices: dict[int, Device] = {}  # the devices this process has used
         self.files: dict[int, File] = {}
         self.maps: list[Mapping] = []         # sorted by start
+        self.released = False                 # release(): the process is gone
+        # Device address windows numbered per process (as in an embedded
+        # driver), so a program gets the same addresses run after run.
+        self._windows = itertools.count(0) if shared is not None else None
         self._unknown_logged: set = set()
         self._debug = log.isEnabledFor(logging.DEBUG)
-        if hasattr(os, "register_at_fork"):
+        # A daemon makes a Driver per client and never forks: a hook would
+        # keep every one of them alive.
+        if shared is None and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
 
     # -- helpers --------------------------------------------------------
@@ -80,16 +144,15 @@ class Driver:
         with self.lock:
             dev = self.devices.get(minor)
             if dev is None:
-                try:
-                    dev = Device(minor, self.config)
-                except ValueError as e:       # e.g. AISHIM_FW names no known firmware
-                    log.error("aicard%d does not boot: %s", minor, e)
-                    raise DriverError(errno.ENODEV, str(e)) from None
+                dev = self._table.get(minor)
                 self.devices[minor] = dev
                 if self.tracer is not None:
                     self.tracer.device(dev)
-                    tr = self.tracer
-                    dev.set_ring_hook(lambda d, off, data: tr.ring(minor, d, off, data, dev.clock.now()))
+                    if self.shared is not None:
+                        self.shared.route_ring(dev)
+                    else:
+                        tr = self.tracer
+                        dev.set_ring_hook(lambda d, off, data: tr.ring(minor, d, off, data, dev.clock.now()))
             return dev
 
     def _minor(self, fd: int) -> int:
@@ -137,9 +200,14 @@ class Driver:
             raise DriverError(errno.ENODEV, f"no device aicard{minor}")
         dev = self.device(minor)
         with dev.lock:
-            ctx = Context(dev, self.mm)
+            ctx = Context(dev, self.mm, next(self._windows) if self._windows is not None else None)
+            ctx.tracer = self.tracer
             dev.attach(ctx)
         with self.lock:
+            if self.released:
+                self._destroy_context(ctx)
+                raise DriverError(errno.ESRCH, "the process is gone")
+            self._drop(fd)
             self.files[fd] = File(ctx)
         log.debug("open(/dev/aicard%d) = %d (context %d)", minor, fd, ctx.id)
         return 0
@@ -176,6 +244,8 @@ class Driver:
         with dev.lock:
             # First the firmware forgets the context (and any of its commands
             # still queued), then nothing can touch its memory any more.
+            # Threads waiting in it wake up (detach notifies) and give up.
+            ctx.destroyed = True
             dev.detach(ctx)
             for loaded in ctx.modules.values():
                 dev.vram.free(loaded.code_offset, loaded.code_size)
@@ -240,6 +310,8 @@ class Driver:
         fn = _injected_bug if name == self.config.inject_bug else h.fn
         with f.ctx.device.lock:
             try:
+                if f.ctx.destroyed:           # closed by another thread meanwhile
+                    raise DriverError(errno.EBADF, f"fd {fd} was closed")
                 ret = fn(f.ctx, rec)
             except DriverError as e:
                 if debug:
@@ -302,6 +374,8 @@ class Driver:
                     return
                 bo.host_maps += 1
             with self.lock:
+                if self.released:
+                    return
                 m = Mapping(addr, addr + length, bo, dev)
                 self.maps.insert(bisect.bisect_left([x.start for x in self.maps], addr), m)
             log.debug("mmap(fd %d, BO %d) = 0x%x (+0x%x)", fd, bo.handle, addr, length)
@@ -332,14 +406,40 @@ class Driver:
                         m.device.free_bo_memory(m.bo)
         return self._traced(tracing.MUNMAP, -1, 0xFFFF, 0, "munmap", _munmap, a0=length, a1=addr)
 
+    def release(self) -> None:
+        """The process is gone and the devices stay (the daemon): a dead
+        process maps nothing and holds no fd, so every mapping it had is
+        dropped and every context it had is destroyed, which frees its VRAM.
+        Idempotent; calls arriving afterwards find no fd (EBADF)."""
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+            maps, self.maps = self.maps, []
+            files = list({id(f): f for f in self.files.values()}.values())
+            self.files.clear()
+        for m in maps:
+            with m.device.lock:
+                m.bo.host_maps -= 1
+                if m.bo.host_maps == 0 and m.bo.destroyed and m.bo in m.device.orphans:
+                    m.device.orphans.discard(m.bo)
+                    m.device.free_bo_memory(m.bo)
+        for f in files:
+            if not f.inherited:
+                self._guard("release", self._destroy_context, f.ctx)
+
     def shutdown(self) -> None:
         """The process is gone (ptrace front-end): release its devices."""
+        if self.shared is not None:
+            self.release()
+            return
         with self.lock:
             self.files.clear()
             self.maps = []
             for dev in self.devices.values():
                 dev.close()
             self.devices = {}
+            self._table = Devices(self.config)
 
     # -- fork -----------------------------------------------------------
 
@@ -349,6 +449,7 @@ class Driver:
         for dev in self.devices.values():
             dev.close()
         self.devices = {}
+        self._table = Devices(self.config)
         self.maps = []
         for f in self.files.values():
             f.inherited = True

@@ -9,11 +9,12 @@ the record back.  Nested user pointers go through ctx.mm (uaccess.py).
 from __future__ import annotations
 
 import errno
+import secrets
 from dataclasses import dataclass
 from typing import Callable
 
 from pydriver import hw
-from pydriver.bo import BufferObject
+from pydriver.bo import MMAP_OFFSET_BASE, BufferObject, Memory
 from pydriver.device import PRINT_BUFFER_SIZE
 from pydriver.errors import DriverError
 from pydriver.event import SLOT_SIZE as EVENT_SLOT
@@ -37,6 +38,12 @@ def _require(cond: bool, message: str, err: int = EINVAL) -> None:
 
 def _zero(value, what: str) -> None:
     _require(value == 0, f"{what} must be 0, got {value:#x}")
+
+
+def _alive(ctx) -> None:
+    """After a wait: the context may have been closed meanwhile (another
+    thread closed its last fd, or its process died under the daemon)."""
+    _require(not ctx.destroyed, f"context {ctx.id} was closed during the wait", errno.ECANCELED)
 
 
 # -- DEV_QUERY ---------------------------------------------------------------
@@ -74,7 +81,7 @@ def ioctl_bo_create(ctx, a) -> int:
     offset = dev.vram.alloc(size)
     _require(offset is not None, f"no {size:#x} bytes free in VRAM ({dev.vram.used:#x} of "
              f"{dev.vram.size:#x} used)", ENOMEM)
-    bo = BufferObject(ctx.new_handle(), size, offset)
+    bo = BufferObject(ctx.new_handle(), size, offset, memory=Memory(offset, size))
     va = ctx.vm.map(bo)
     if va is None:
         dev.vram.free(offset, size)
@@ -97,6 +104,12 @@ def destroy_bo(ctx, bo) -> None:
     ctx.used -= bo.size
     bo.destroyed = True
     dev = ctx.device
+    mem = bo.memory
+    if mem is not None and mem.exporter is bo:
+        # The exporter's handle is gone: nobody may import the buffer any
+        # more (imports already made keep the memory).
+        dev.ipc.pop(mem.token, None)
+        mem.token = mem.exporter = None
     if bo.host_maps:
         dev.orphans.add(bo)
     else:
@@ -306,7 +319,8 @@ def ioctl_wait(ctx, a) -> int:
     q = ctx.queue(a.queue_id)
     _require(a.fence <= q.last_seqno, f"fence {a.fence} was never issued on queue {a.queue_id} "
              f"(last is {q.last_seqno})")
-    done = ctx.device.wait(lambda: q.completed >= a.fence, a.timeout_ns)
+    done = ctx.device.wait(lambda: q.completed >= a.fence or ctx.destroyed, a.timeout_ns)
+    _alive(ctx)
     a.completed = q.completed
     if not done:
         raise DriverError(errno.ETIMEDOUT, f"fence {a.fence} of queue {a.queue_id} not done in time")
@@ -320,7 +334,8 @@ def _finish(ctx, q, fence: int, sync: bool) -> None:
     """For a SYNC request: wait for the fence and fail the ioctl if it failed."""
     if not sync:
         return
-    ctx.device.wait(lambda: q.completed >= fence, uapi.TIMEOUT_INFINITE)
+    ctx.device.wait(lambda: q.completed >= fence or ctx.destroyed, uapi.TIMEOUT_INFINITE)
+    _alive(ctx)
     if q.status_of(fence) != FenceStatus.OK:
         raise DriverError(errno.ECANCELED, f"the copy did not complete: {ctx.faulted}")
 
@@ -486,8 +501,9 @@ def ioctl_event_wait(ctx, a) -> int:
     _zero(a.flags, "flags")
     ev = ctx.event(a.handle)
     dev = ctx.device
-    if not dev.wait(lambda: dev.event_slot(ev).status == EventStatus.SIGNALED, a.timeout_ns):
+    if not dev.wait(lambda: ctx.destroyed or dev.event_slot(ev).status == EventStatus.SIGNALED, a.timeout_ns):
         raise DriverError(errno.ETIMEDOUT, f"event {a.handle} not signalled in time")
+    _alive(ctx)
     return 0
 
 
@@ -536,6 +552,44 @@ def ioctl_fence_reset(ctx, a) -> int:
     dev.forget_queue(ctx, q.queue_id)
     q.last_seqno = q.completed = q.first_failure = 0
     q.failure_status = FenceStatus.OK
+    return 0
+
+
+# -- IPC memory handles --------------------------------------------------------
+
+def ioctl_ipc_export(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    bo = ctx.bo(a.handle)
+    mem = bo.memory
+    _require(mem is not None, f"buffer object {a.handle} cannot be shared")
+    if mem.token is None:
+        # 32 bytes from the OS's CSPRNG: a token cannot be guessed, only
+        # handed over by the exporter.  Minted per device: the table is.
+        dev = ctx.device
+        mem.token = secrets.token_bytes(uapi.IPC_TOKEN_SIZE)
+        mem.exporter = bo
+        dev.ipc[mem.token] = mem
+    a.token = mem.token
+    return 0
+
+
+def ioctl_ipc_import(ctx, a) -> int:
+    _zero(a.flags, "flags")
+    dev = ctx.device
+    mem = dev.ipc.get(bytes(a.token))
+    _require(mem is not None, f"no buffer is exported with this token on aicard{dev.minor} (never was, "
+             "another device's, or its exporter freed it)", ENOENT)
+    _require(MMAP_OFFSET_BASE + mem.vram_offset not in ctx.bo_by_mmap,
+             f"the buffer is already mapped in context {ctx.id}")
+    bo = BufferObject(ctx.new_handle(), mem.size, mem.vram_offset, memory=mem)
+    va = ctx.vm.map(bo)
+    _require(va is not None, "GPU address space of the context is full", ENOMEM)
+    bo.gpu_va = va
+    mem.users += 1
+    ctx.bos[bo.handle] = bo
+    ctx.bo_by_mmap[bo.mmap_offset] = bo
+    ctx.used += bo.size
+    a.handle, a.gpu_va, a.size = bo.handle, va, bo.size
     return 0
 
 

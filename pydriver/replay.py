@@ -355,6 +355,13 @@ class ReplayDriver:
             if off is None:
                 raise DriverError(errno.ENOMEM, "replay VRAM is full")
             dev.bos[out.handle] = _Bo(off, size)
+        elif io.name == "IPC_IMPORT" and out is not None:
+            # The recorded memory came from another process: this run has
+            # VRAM of its own for it (mapped results are restored by SNAPs).
+            off = dev.vram.alloc(out.size)
+            if off is None:
+                raise DriverError(errno.ENOMEM, "replay VRAM is full")
+            dev.bos[out.handle] = _Bo(off, out.size)
         elif io.name == "BO_MMAP_OFFSET" and out is not None:
             dev.by_mmap[out.offset] = args.handle
         elif io.name == "BO_DESTROY":

@@ -27,8 +27,11 @@ _window_ids = itertools.count(0)
 
 
 class VM:
-    def __init__(self, vram_u8: np.ndarray):
-        window = next(_window_ids) % VA_WINDOWS
+    def __init__(self, vram_u8: np.ndarray, window: int | None = None):
+        """window: which 1 TiB window of device addresses; default the next
+        one of this process (the daemon numbers them per client process, so
+        a program gets the same addresses run after run, as embedded)."""
+        window = (next(_window_ids) if window is None else window) % VA_WINDOWS
         self.base = VA_FIRST + window * VA_WINDOW
         self._va = RangeAllocator(self.base, VA_WINDOW)
         self.vram = vram_u8

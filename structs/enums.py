@@ -52,6 +52,19 @@ class ParamKind(IntEnum):
     PTR = 4
 
 
+class WireMsg(IntEnum):
+    """Frame types of the daemon's wire protocol (structs/wire.py); not UAPI."""
+    HELLO = 1       # start (or join) the session of this process
+    OPEN = 2
+    CLOSE = 3
+    DUP = 4
+    IOCTL = 5
+    MMAP = 6        # the answer carries the device's VRAM memfd (SCM_RIGHTS)
+    MAPPED = 7
+    MUNMAP = 8
+    FINISH = 9      # the process is exiting: close its trace now
+
+
 def name_of(enum_cls, value: int) -> str:
     """The enum name, or the number for a value the header does not define."""
     try:

@@ -17,7 +17,7 @@ from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, St
 from structs import ioc
 from structs.layout import Layout
 
-UAPI_VERSION = (1, 0)
+UAPI_VERSION = (1, 1)   # 1.1: IPC_EXPORT, IPC_IMPORT
 IOCTL_TYPE = ord("A")
 DEV_PREFIX = "/dev/aicard"
 MAX_DEVICES = 16
@@ -36,6 +36,7 @@ TRANSFORMER_CAUSAL = 1 << 0
 TRANSFORMER_MAX_DIM = 65536
 TRANSFORMER_MAX_SCORES = 1 << 24
 COPY_SYNC = 1 << 0
+IPC_TOKEN_SIZE = 32
 
 
 def _pad32(name: str = "pad"):
@@ -280,12 +281,26 @@ FenceReset = Layout("FenceReset", Struct(
     "flags" / Int32ul,
 ), c_name="aicard_fence_reset")
 
+IpcExport = Layout("IpcExport", Struct(
+    "handle" / Int32ul,     # BO of this context
+    "flags" / Int32ul,      # must be 0
+    "token" / Bytes(IPC_TOKEN_SIZE),    # out: 32 random bytes (secrets), valid on this device only
+), c_name="aicard_ipc_export")
+
+IpcImport = Layout("IpcImport", Struct(
+    "token" / Bytes(IPC_TOKEN_SIZE),
+    "flags" / Int32ul,      # must be 0
+    "handle" / Int32ul,     # out
+    "gpu_va" / Int64ul,     # out
+    "size" / Int64ul,       # out
+), c_name="aicard_ipc_import")
+
 LAYOUTS: list[Layout] = [
     DevQuery, DeviceInfo, MemInfo, Clock, BoCreate, BoDestroy, BoMmapOffset,
     QueueCreate, QueueDestroy, CmdLaunch, CmdEvent, CmdMembar, CmdNotify, CmdTransformer,
     Submit, Wait, Copy, Memset, ModuleLoad, ModuleUnload, ParamInfo, ModuleFunction,
     EventCreate, EventDestroy, EventQuery, EventWait, EventSignal, PrintfRead, NotifyWait,
-    FenceReset,
+    FenceReset, IpcExport, IpcImport,
 ]
 
 
@@ -334,6 +349,8 @@ IOCTLS: list[Ioctl] = [
     Ioctl("PRINTF_READ", 0x12, _RW, PrintfRead, ("size", "pending", "dropped")),
     Ioctl("NOTIFY_WAIT", 0x13, _RW, NotifyWait, ("pending", "value", "count")),
     Ioctl("FENCE_RESET", 0x14, _W, FenceReset),
+    Ioctl("IPC_EXPORT", 0x15, _RW, IpcExport, ("token",)),
+    Ioctl("IPC_IMPORT", 0x16, _RW, IpcImport, ("handle", "gpu_va", "size")),
 ]
 
 _REQUESTS: dict[str, int] = {}

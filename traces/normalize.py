@@ -16,7 +16,9 @@ from structs.enums import CopyKind, QueryType
 _POINTERS = {"DEV_QUERY": ("pointer",), "SUBMIT": ("cmds",), "MODULE_LOAD": ("image",),
              "PRINTF_READ": ("pointer",)}
 # Outputs that vary from run to run.
-_NOISE = {"EVENT_QUERY": ("timestamp",)}
+_NOISE = {"EVENT_QUERY": ("timestamp",), "IPC_EXPORT": ("token",)}
+# Inputs that vary from run to run (random tokens handed over by another process).
+_RANDOM_INPUTS = {"IPC_IMPORT": ("token",)}
 
 
 def pointer_fields(name: str, rec) -> tuple:
@@ -27,7 +29,7 @@ def pointer_fields(name: str, rec) -> tuple:
 
 
 def inputs(io: uapi.Ioctl, rec) -> dict:
-    skip = set(io.outputs) | set(pointer_fields(io.name, rec))
+    skip = set(io.outputs) | set(pointer_fields(io.name, rec)) | set(_RANDOM_INPUTS.get(io.name, ()))
     return {f.name: _plain(getattr(rec, f.name)) for f in io.layout.fields()
             if f.name not in skip and not f.is_const}
 

@@ -291,6 +291,37 @@ AI_API aiError_t aiGetLastError(void);
 AI_API aiError_t aiPeekAtLastError(void);
 AI_API int aiRuntimeGetVersion(void);
 
+/* ---- IPC memory handles ------------------------------------------------ */
+/* Share device memory with another context: of this process, or of another
+ * process using the same device (under the shim: a daemon shared by both,
+ * `aishim run --connect`).  The handle is plain bytes: pass it through a
+ * pipe, a file, a socket.  It holds an unforgeable token, valid on the
+ * device that made it while the exporting allocation lives. */
+
+#define AI_IPC_HANDLE_SIZE 64
+
+typedef struct aiIpcMemHandle {
+	unsigned char reserved[AI_IPC_HANDLE_SIZE];
+} aiIpcMemHandle_t;
+
+/* A handle for the allocation starting at devPtr (aiMalloc or
+ * aiMallocMapped of the current context); the same allocation always gives
+ * the same handle.  aiErrorInvalidDevicePointer if devPtr is no allocation
+ * start of the current context. */
+AI_API aiError_t aiIpcGetMemHandle(aiIpcMemHandle_t *handle, void *devPtr);
+/* Maps the memory of handle into the current context: *devPtr is a device
+ * pointer of this context to the same bytes.  aiErrorInvalidHandle when the
+ * handle is not valid on this device (never was, or its allocation was
+ * freed); aiErrorInvalidValue when the memory is already mapped in this
+ * context (e.g. it was exported from it).  Close it with
+ * aiIpcCloseMemHandle, not aiFree.  The memory stays until the exporter
+ * freed it and every importer closed it. */
+AI_API aiError_t aiIpcOpenMemHandle(void **devPtr, aiIpcMemHandle_t handle);
+/* Unmaps memory opened with aiIpcOpenMemHandle (after the work queued on the
+ * context is done, as aiFree does).  aiErrorInvalidDevicePointer if devPtr
+ * is not such a pointer of the current context. */
+AI_API aiError_t aiIpcCloseMemHandle(void *devPtr);
+
 #ifdef __cplusplus
 }
 #endif

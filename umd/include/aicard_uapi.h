@@ -22,7 +22,8 @@
  *   ENOTTY     unknown request (or a size that does not match this header)
  *   EFAULT     a user pointer (the argument or one nested in it) is bad
  *   EINVAL     bad handle, bad device address, non-zero reserved field, ...
- *   ENOENT     MODULE_FUNCTION: no function of that name
+ *   ENOENT     MODULE_FUNCTION: no function of that name; IPC_IMPORT: no
+ *              buffer exported with that token on this device
  *   ENOMEM     out of device memory
  *   ETIMEDOUT  a wait ran out of time
  *   EBUSY      QUEUE_DESTROY of a queue with commands still waiting
@@ -41,7 +42,7 @@
 #include <linux/ioctl.h>
 
 #define AICARD_UAPI_VERSION_MAJOR 1
-#define AICARD_UAPI_VERSION_MINOR 0
+#define AICARD_UAPI_VERSION_MINOR 1
 #define AICARD_UAPI_VERSION \
 	((AICARD_UAPI_VERSION_MAJOR << 16) | AICARD_UAPI_VERSION_MINOR)
 
@@ -436,6 +437,41 @@ struct aicard_fence_reset {
 };
 
 /* ------------------------------------------------------------------ */
+/* IPC memory handles: share a buffer object with another context, of   */
+/* this process or of another one using the same device (the daemon,    */
+/* `aishim serve`, shares devices between processes).                   */
+/*                                                                      */
+/* IPC_EXPORT gives an unforgeable token (32 random bytes) for a BO of  */
+/* this context; exporting the same buffer again gives the same token.  */
+/* IPC_IMPORT maps the buffer into this context: a new handle and a new */
+/* device address, the same device memory (the same pages through mmap */
+/* as well).  A token is valid only on the device that minted it, and   */
+/* only while the exporting handle lives: once the exporter destroys it */
+/* (BO_DESTROY, or its context goes), IPC_IMPORT answers ENOENT.        */
+/* Imports already made keep the memory alive: it is freed when every   */
+/* handle on it is destroyed (BO_DESTROY of the imported handle closes  */
+/* an import) and nothing maps it.                                      */
+/*   EINVAL  unknown handle, non-zero flags, or the buffer is already   */
+/*           mapped in this context (its exporter's context included)   */
+/*   ENOENT  the token is not (or no longer) exported on this device    */
+
+#define AICARD_IPC_TOKEN_SIZE 32
+
+struct aicard_ipc_export {
+	__u32 handle;		/* BO of this context */
+	__u32 flags;		/* must be 0 */
+	__u8 token[AICARD_IPC_TOKEN_SIZE];	/* out */
+};
+
+struct aicard_ipc_import {
+	__u8 token[AICARD_IPC_TOKEN_SIZE];
+	__u32 flags;		/* must be 0 */
+	__u32 handle;		/* out: BO handle in this context */
+	__u64 gpu_va;		/* out: its device address in this context */
+	__u64 size;		/* out: bytes (page-rounded) */
+};
+
+/* ------------------------------------------------------------------ */
 
 #define AICARD_IOCTL_DEV_QUERY       _IOWR('A', 0x00, struct aicard_dev_query)
 #define AICARD_IOCTL_BO_CREATE       _IOWR('A', 0x01, struct aicard_bo_create)
@@ -458,5 +494,7 @@ struct aicard_fence_reset {
 #define AICARD_IOCTL_PRINTF_READ     _IOWR('A', 0x12, struct aicard_printf_read)
 #define AICARD_IOCTL_NOTIFY_WAIT     _IOWR('A', 0x13, struct aicard_notify_wait)
 #define AICARD_IOCTL_FENCE_RESET     _IOW('A', 0x14, struct aicard_fence_reset)
+#define AICARD_IOCTL_IPC_EXPORT      _IOWR('A', 0x15, struct aicard_ipc_export)
+#define AICARD_IOCTL_IPC_IMPORT      _IOWR('A', 0x16, struct aicard_ipc_import)
 
 #endif /* AICARD_UAPI_H */

@@ -59,7 +59,8 @@ static const char *const ioctl_names[] = {
 	[0x0e] = "EVENT_DESTROY",  [0x0f] = "EVENT_QUERY",
 	[0x10] = "EVENT_WAIT",     [0x11] = "EVENT_SIGNAL",
 	[0x12] = "PRINTF_READ",    [0x13] = "NOTIFY_WAIT",
-	[0x14] = "FENCE_RESET",
+	[0x14] = "FENCE_RESET",    [0x15] = "IPC_EXPORT",
+	[0x16] = "IPC_IMPORT",
 };
 
 static const char *cmd_name(uint32_t type)
@@ -111,6 +112,7 @@ static void describe_in(char *b, size_t n, unsigned long req, const void *arg)
 	case AICARD_IOCTL_EVENT_SIGNAL:
 	case AICARD_IOCTL_QUEUE_DESTROY:
 	case AICARD_IOCTL_FENCE_RESET:
+	case AICARD_IOCTL_IPC_EXPORT:
 		/* all start with a __u32 handle */
 		snprintf(b, n, "handle=%u", *(const uint32_t *)arg);
 		break;
@@ -290,6 +292,13 @@ static void describe_out(char *b, size_t n, unsigned long req, const void *arg)
 		snprintf(b, n, " value=%llu count=%llu",
 			 (unsigned long long)w->value,
 			 (unsigned long long)w->count);
+		break;
+	}
+	case AICARD_IOCTL_IPC_IMPORT: {
+		const struct aicard_ipc_import *m = arg;
+		snprintf(b, n, " handle=%u gpu_va=0x%llx size=0x%llx",
+			 m->handle, (unsigned long long)m->gpu_va,
+			 (unsigned long long)m->size);
 		break;
 	}
 	case AICARD_IOCTL_EVENT_QUERY: {

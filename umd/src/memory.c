@@ -196,8 +196,9 @@ aiError_t aiFree(void *devPtr)
 {
 	struct aicrt_alloc a;
 	struct aiCtx *ctx;
-	bool found;
+	bool found, imported;
 	aiError_t e;
+	size_t i;
 	int ret;
 
 	if (!devPtr)
@@ -206,8 +207,16 @@ aiError_t aiFree(void *devPtr)
 	if (e)
 		return aicrt_ret(e);
 	pthread_mutex_lock(&ctx->lock);
-	found = table_take(ctx, (uintptr_t)devPtr, &a);
+	i = lower_bound(ctx, (uintptr_t)devPtr);
+	imported = i < ctx->nallocs && ctx->allocs[i].va == (uintptr_t)devPtr &&
+		   ctx->allocs[i].imported;
+	found = !imported && table_take(ctx, (uintptr_t)devPtr, &a);
 	pthread_mutex_unlock(&ctx->lock);
+	if (imported) {
+		AICRT_DBG("free %p: opened from an IPC handle, close it with "
+			  "aiIpcCloseMemHandle", devPtr);
+		return aicrt_ret(aiErrorInvalidValue);
+	}
 	if (!found) {
 		AICRT_DBG("free %p: not an allocation of this context", devPtr);
 		return aicrt_ret(aiErrorInvalidDevicePointer);
@@ -382,4 +391,111 @@ aiError_t aiMemsetD32(void *devPtr, unsigned value, size_t count)
 	if (!e)
 		e = fill(s, devPtr, 4, value, count, true);
 	return aicrt_ret(e);
+}
+
+/* ---- IPC memory handles -------------------------------------------------- */
+
+/* The handle's bytes: the driver's token, then zeros (room to grow). */
+aiError_t aiIpcGetMemHandle(aiIpcMemHandle_t *handle, void *devPtr)
+{
+	struct aicard_ipc_export x;
+	struct aiCtx *ctx;
+	uint32_t bo = 0;
+	bool found = false;
+	aiError_t e;
+	size_t i;
+	int ret;
+
+	if (!handle || !devPtr)
+		return aicrt_ret(aiErrorInvalidValue);
+	e = aicrt_current_ctx(&ctx);
+	if (e)
+		return aicrt_ret(e);
+	pthread_mutex_lock(&ctx->lock);
+	i = lower_bound(ctx, (uintptr_t)devPtr);
+	if (i < ctx->nallocs && ctx->allocs[i].va == (uintptr_t)devPtr) {
+		bo = ctx->allocs[i].handle;
+		found = true;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	if (!found)
+		return aicrt_ret(aiErrorInvalidDevicePointer);
+	memset(&x, 0, sizeof(x));
+	x.handle = bo;
+	ret = aicrt_ioctl(ctx->fd, AICARD_IOCTL_IPC_EXPORT, &x);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret,
+						  aiErrorInvalidDevicePointer));
+	memset(handle, 0, sizeof(*handle));
+	memcpy(handle->reserved, x.token, sizeof(x.token));
+	return aiSuccess;
+}
+
+aiError_t aiIpcOpenMemHandle(void **devPtr, aiIpcMemHandle_t handle)
+{
+	struct aicard_ipc_import m;
+	struct aicrt_alloc a;
+	struct aiCtx *ctx;
+	aiError_t e;
+	int ret;
+
+	if (!devPtr)
+		return aicrt_ret(aiErrorInvalidValue);
+	e = aicrt_current_ctx(&ctx);
+	if (e)
+		return aicrt_ret(e);
+	memset(&m, 0, sizeof(m));
+	memcpy(m.token, handle.reserved, sizeof(m.token));
+	ret = aicrt_ioctl(ctx->fd, AICARD_IOCTL_IPC_IMPORT, &m);
+	if (ret == -ENOENT)
+		return aicrt_ret(aiErrorInvalidHandle);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret, aiErrorInvalidValue));
+	memset(&a, 0, sizeof(a));
+	a.va = m.gpu_va;
+	a.size = m.size;
+	a.handle = m.handle;
+	a.imported = true;
+	pthread_mutex_lock(&ctx->lock);
+	ret = table_insert(ctx, &a);
+	pthread_mutex_unlock(&ctx->lock);
+	if (!ret) {
+		bo_destroy(ctx, m.handle);
+		return aicrt_ret(aiErrorOutOfMemory);
+	}
+	*devPtr = (void *)(uintptr_t)a.va;
+	return aiSuccess;
+}
+
+aiError_t aiIpcCloseMemHandle(void *devPtr)
+{
+	struct aicrt_alloc a;
+	struct aiCtx *ctx;
+	bool found = false;
+	aiError_t e;
+	size_t i;
+	int ret;
+
+	if (!devPtr)
+		return aicrt_ret(aiErrorInvalidDevicePointer);
+	e = aicrt_current_ctx(&ctx);
+	if (e)
+		return aicrt_ret(e);
+	pthread_mutex_lock(&ctx->lock);
+	i = lower_bound(ctx, (uintptr_t)devPtr);
+	if (i < ctx->nallocs && ctx->allocs[i].va == (uintptr_t)devPtr &&
+	    ctx->allocs[i].imported)
+		found = table_take(ctx, (uintptr_t)devPtr, &a);
+	pthread_mutex_unlock(&ctx->lock);
+	if (!found) {
+		AICRT_DBG("ipc close %p: not opened from an IPC handle in this "
+			  "context", devPtr);
+		return aicrt_ret(aiErrorInvalidDevicePointer);
+	}
+	aicrt_ctx_wait(ctx, false);
+	ret = bo_destroy(ctx, a.handle);
+	if (ret < 0)
+		return aicrt_ret(aicrt_from_errno(-ret,
+						  aiErrorInvalidDevicePointer));
+	return aiSuccess;
 }

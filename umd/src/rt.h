@@ -37,6 +37,7 @@ struct aicrt_alloc {
 	uint32_t handle;	/* BO handle */
 	void *host;		/* aiMallocMapped: the host mapping, else NULL */
 	size_t map_size;
+	bool imported;		/* aiIpcOpenMemHandle: closed by aiIpcCloseMemHandle */
 };
 
 /* A stream is a driver queue plus what the runtime knows of its fences.
