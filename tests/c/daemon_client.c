@@ -25,20 +25,7 @@
 
 #include "aicard_uapi.h"
 
-static int failures;
-
-#define CHECK(name, cond, ...)                                           \
-	do {                                                             \
-		if (cond) {                                              \
-			printf("ok %s\n", name);                         \
-		} else {                                                 \
-			printf("FAIL %s: ", name);                       \
-			printf(__VA_ARGS__);                             \
-			printf("\n");                                    \
-			failures++;                                      \
-		}                                                        \
-		fflush(stdout);                                          \
-	} while (0)
+#include "check.h"
 
 static int xioctl(int fd, unsigned long req, void *arg)
 {

@@ -21,20 +21,7 @@
 #include "aicard_uapi.h"
 
 extern char **environ;
-static int failures;
-
-#define CHECK(name, cond, ...)                                           \
-	do {                                                             \
-		if (cond) {                                              \
-			printf("ok %s\n", name);                         \
-		} else {                                                 \
-			printf("FAIL %s: ", name);                       \
-			printf(__VA_ARGS__);                             \
-			printf("\n");                                    \
-			failures++;                                      \
-		}                                                        \
-		fflush(stdout);                                          \
-	} while (0)
+#include "check.h"
 
 static int query(int fd, struct aicard_mem_info *mi)
 {

@@ -33,19 +33,7 @@ extern int __lxstat(int, const char *, struct stat *);
 extern int __fxstat(int, int, struct stat *);
 extern int __fxstatat(int, int, const char *, struct stat *, int);
 
-static int failures;
-
-#define CHECK(name, cond, ...)                                   \
-	do {                                                     \
-		if (cond) {                                      \
-			printf("ok %s\n", name);                 \
-		} else {                                         \
-			printf("FAIL %s: ", name);               \
-			printf(__VA_ARGS__);                     \
-			printf(" (errno %s)\n", strerrorname_np(errno) ? strerrorname_np(errno) : "0"); \
-			failures++;                              \
-		}                                                \
-	} while (0)
+#include "check.h"
 
 static int is_device_stat(const struct stat *st, int minor)
 {
