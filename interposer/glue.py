@@ -16,15 +16,14 @@ import sys
 import threading
 import traceback
 
-from pydriver.driver import Driver
 from pydriver.log import log
 
-_driver: Driver | None = None
+_driver = None                 # pydriver.driver.Driver, or a replay/remote one
 _driver_lock = threading.Lock()
 ATTACHED: list[str] = []
 
 
-def driver() -> Driver:
+def driver():
     global _driver
     if _driver is None:
         with _driver_lock:
@@ -33,7 +32,7 @@ def driver() -> Driver:
     return _driver
 
 
-def _make_driver() -> Driver:
+def _make_driver():
     """The simulated device, recorded if AISHIM_RECORD names a trace file;
     or, with AISHIM_REPLAY, a recorded trace answering instead of a device;
     or, with AISHIM_CONNECT, the devices of a daemon (`aishim serve`), which
@@ -42,8 +41,15 @@ def _make_driver() -> Driver:
     replay = os.environ.get("AISHIM_REPLAY")
     if replay:
         from pydriver.replay import ReplayDriver
-        return ReplayDriver(replay, status_path=os.environ.get("AISHIM_REPLAY_STATUS"),
-                            loose=bool(os.environ.get("AISHIM_REPLAY_LOOSE")))
+        from traces.format import TraceFormatError
+        try:
+            return ReplayDriver(replay, status_path=os.environ.get("AISHIM_REPLAY_STATUS"),
+                                loose=bool(os.environ.get("AISHIM_REPLAY_LOOSE")))
+        except TraceFormatError as e:
+            # Nothing sensible can answer this program's device calls.
+            sys.stderr.write(f"aishim: replay: {e}\n")
+            sys.stderr.flush()
+            os._exit(3)
     path = os.environ.get("AISHIM_RECORD")
     connect = os.environ.get("AISHIM_CONNECT")
     if connect:
@@ -55,6 +61,7 @@ def _make_driver() -> Driver:
         tracer = Recorder(path, _argv())
     # A Python host runs its atexit hooks; a C host reaches finish() through
     # the preload library's destructor.  finish() may run twice: it is idempotent.
+    from pydriver.driver import Driver
     return Driver(tracer=tracer)
 
 

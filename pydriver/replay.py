@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from pydriver.errors import DriverError
 from pydriver.uaccess import UserMemory, buffer_address
-from pydriver.vram import Vram
 from structs import ioc, uapi
 from traces import normalize
 from traces.calls import Call, describe_call, read_calls
@@ -44,6 +43,30 @@ class Diverged(Exception):
     pass
 
 
+class _ReplayVram:
+    """Memory behind the recorded buffers, so that mmap of them works and
+    mapped results can be restored.  A plain memfd: no kernels run during a
+    replay, so nothing needs numpy's view of it (and start-up is shorter)."""
+
+    def __init__(self, size: int, name: str):
+        import mmap
+
+        from pydriver.ranges import RangeAllocator
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
+        self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._alloc = RangeAllocator(0, size)
+
+    def alloc(self, size: int):
+        return self._alloc.alloc((size + 4095) & ~4095)
+
+    def free(self, offset: int, size: int) -> None:
+        self._alloc.free(offset, (size + 4095) & ~4095)
+
+    def write(self, offset: int, data) -> None:
+        self.map[offset:offset + len(data)] = data
+
+
 @dataclass
 class _Bo:
     vram_offset: int
@@ -52,7 +75,7 @@ class _Bo:
 
 @dataclass
 class _Dev:
-    vram: Vram
+    vram: _ReplayVram
     bos: dict = field(default_factory=dict)        # handle -> _Bo
     by_mmap: dict = field(default_factory=dict)    # recorded mmap offset -> handle
 
@@ -198,7 +221,7 @@ class ReplayDriver:
             call = self._take(CallKind.OPEN, f"open({path!r})", lambda c: c.path == path)
             if call.ret == 0:
                 self.fds[fd] = call.fd
-                self.devices.setdefault(minor, _Dev(Vram(self.vram_size, f"replay-aicard{minor}")))
+                self.devices.setdefault(minor, _Dev(_ReplayVram(self.vram_size, f"replay-aicard{minor}")))
             self._finish_call(call)
             return call.ret
         return self._guard(_open)
@@ -375,7 +398,7 @@ class ReplayDriver:
             bo = dev.bos.get(s.handle) if dev else None
             if bo is not None:
                 data = self.reader.blob(s.blob)
-                dev.vram.u8[bo.vram_offset + s.offset:bo.vram_offset + s.offset + len(data)] = memoryview(data)
+                dev.vram.write(bo.vram_offset + s.offset, data)
 
     def mmap(self, fd: int, length: int, prot: int, flags: int, offset: int):
         """A mapping that works is reported by mapped(); one that the recorded

@@ -15,8 +15,6 @@ import errno
 import os
 import threading
 
-import numpy as np
-
 from pydriver.errors import DriverError
 
 
@@ -104,6 +102,7 @@ class UserMemory:
         self._probe_pages(addr, n)
 
     def _probe_pages(self, addr: int, n: int) -> None:
+        import numpy as np      # only big probes need it; a replay never loads numpy
         iov = getattr(self._local, "iov", None)      # per thread: probes run concurrently
         if iov is None:
             iov = self._local.iov = ((_Iovec * _IOV_MAX)(), (_Iovec * _IOV_MAX)(), bytearray(_IOV_MAX))
