@@ -410,7 +410,7 @@ def _log_ioctl(fd: int, req: int, before: bytes, after, ret: int) -> None:
         return
     codec = io.layout.codec()
     try:
-        args = describe.record(io.layout, codec.unpack(before, check_const=False), exclude=io.outputs)
+        args = describe.record(io.layout, codec.unpack(before, check_const=False), exclude=io.pure_outputs)
         out = describe.record(io.layout, codec.unpack(bytes(after), check_const=False), io.outputs) \
             if ret >= 0 and io.outputs else ""
     except (ValueError, struct.error):

@@ -278,10 +278,12 @@ class Driver:
         seq = t.enter(tracing.IOCTL, fd, minor, req, None if arg_fault else bytes(buf), a0=argaddr,
                       a2=int(arg_fault))
         r = self._ioctl(fd, req, buf, arg_fault, argaddr)
+        if self.maps and name in _SYNCS:
+            # Still inside the call: the snapshot belongs to it, whatever
+            # other threads record meanwhile.
+            t.snapshot(tracing.SNAP_SYNC, self.maps)
         t.exit(seq, tracing.IOCTL, fd, minor, req, r, bytes(buf) if r >= 0 else None, a0=argaddr,
                a2=int(arg_fault))
-        if self.maps and name in _SYNCS:
-            t.snapshot(tracing.SNAP_SYNC, self.maps)
         return r
 
     def _ioctl(self, fd: int, req: int, buf, arg_fault: bool, argaddr: int) -> int:
@@ -306,7 +308,7 @@ class Driver:
             log.debug("%s(fd %d): %s", name, fd, e)
             return -errno.EINVAL
         debug = self._debug
-        before = describe.record(h.ioctl.layout, rec, exclude=h.ioctl.outputs) if debug else None
+        before = describe.record(h.ioctl.layout, rec, exclude=h.ioctl.pure_outputs) if debug else None
         fn = _injected_bug if name == self.config.inject_bug else h.fn
         with f.ctx.device.lock:
             try:
@@ -461,7 +463,9 @@ class Driver:
 
 
 _SUBMITS = {"SUBMIT", "COPY", "MEMSET"}
-_SYNCS = {"WAIT", "EVENT_WAIT", "COPY", "MEMSET"}
+# After these, device results may sit in mapped buffers: kernels run inside
+# the SUBMIT that reaches an idle queue; a host function runs after NOTIFY_WAIT.
+_SYNCS = {"SUBMIT", "WAIT", "EVENT_WAIT", "NOTIFY_WAIT", "COPY", "MEMSET"}
 
 
 def _injected_bug(ctx, rec):

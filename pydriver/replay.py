@@ -17,6 +17,7 @@ report: record index, expected vs actual, the field that differs.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import sys
@@ -85,8 +86,14 @@ class ReplayDriver:
                  mm: UserMemory | None = None, vram_size: int = 4 << 30, exit_on_divergence: bool = True):
         self.reader = TraceReader(trace)
         self.calls: list[Call] = list(read_calls(self.reader))
+        # A recorded call returned only after the calls other threads had
+        # entered by then: replayed, it returns no earlier (happens-before),
+        # or a thread waiting in the driver would hurry ahead of the thread
+        # that in the recording released it.
+        enters = sorted(c.t_enter for c in self.calls)
         for i, c in enumerate(self.calls):
             c.pos = i                          # its place in the replay order
+            c.release = len(self.calls) if c.ret is None else bisect.bisect_left(enters, c.t_exit)
         self.status_path = status_path
         self.loose = loose
         self.mm = mm or UserMemory()
@@ -94,8 +101,9 @@ class ReplayDriver:
         self.exit_on_divergence = exit_on_divergence
         self.tracer = None
         self.cond = threading.Condition()
-        self.done = [False] * len(self.calls)
-        self.next = 0                         # lowest call not yet replayed
+        self.taken = [False] * len(self.calls)
+        self.next = 0                         # lowest call the program has not made yet
+        self.taken_count = 0
         self.consumed = 0
         self.tids: dict[int, int] = {}        # recorded tid -> this run's tid
         self.mine: dict[int, int] = {}        # this run's tid -> recorded tid
@@ -131,12 +139,17 @@ class ReplayDriver:
             if call.tid not in self.tids and me not in self.mine:
                 self.tids[call.tid] = me
                 self.mine[me] = call.tid
+            self.taken[idx] = True
+            self.taken_count += 1
+            while self.next < len(self.calls) and self.taken[self.next]:
+                self.next += 1
+            self.cond.notify_all()
             return call
 
     def _candidate(self, kind: int, me: int, match) -> int | None:
         limit = min(len(self.calls), self.next + (LOOSE_WINDOW if self.loose else 1))
         for i in range(self.next, limit):
-            if self.done[i]:
+            if self.taken[i]:
                 continue
             c = self.calls[i]
             owner = self.tids.get(c.tid)
@@ -149,10 +162,10 @@ class ReplayDriver:
         return None
 
     def _finish_call(self, call: Call) -> None:
+        """The call returns: once the calls that in the recording were entered
+        before it returned have been entered here too."""
         with self.cond:
-            self.done[call.pos] = True
-            while self.next < len(self.calls) and self.done[self.next]:
-                self.next += 1
+            self.cond.wait_for(lambda: self.taken_count >= call.release or self.diverged, WAIT_FOR_TURN_S)
             self.consumed += 1
             self.cond.notify_all()
 
@@ -194,8 +207,9 @@ class ReplayDriver:
             return
         # Exit closes every fd and unmaps everything: a trace that ends with
         # closes (the ptrace backend sees those) is matched by exiting.
-        rest = [c for i, c in enumerate(self.calls[self.next:], self.next) if not self.done[i]]
-        if rest and all(c.kind in (CallKind.CLOSE, CallKind.MUNMAP) for c in rest):
+        # So is a call the recorded process was still inside when it ended.
+        rest = [c for i, c in enumerate(self.calls[self.next:], self.next) if not self.taken[i]]
+        if rest and all(c.kind in (CallKind.CLOSE, CallKind.MUNMAP) or c.ret is None for c in rest):
             self.next = len(self.calls)
         if self.next < len(self.calls):
             self._write_status("diverged", self._report(self.next, "(the program exited)",
@@ -268,6 +282,9 @@ class ReplayDriver:
                 return self._answer_query(self._last_query[args.type], args, buf)
             raise
         index = call.pos
+        if call.ret is None:
+            # The recorded process ended while inside this call: so does this one.
+            threading.Event().wait()
         # The inputs must be the recorded ones (user pointers aside).
         if io and args is not None:
             rec_args = io.layout.codec().unpack(call.arg_in, check_const=False)
@@ -448,7 +465,7 @@ class _Lazy:
 
 def _args_text(io, args) -> str:
     from structs import describe
-    return describe.record(io.layout, args, exclude=io.outputs)
+    return describe.record(io.layout, args, exclude=io.pure_outputs)
 
 
 def _dict_diffs(a: dict, b: dict) -> list:

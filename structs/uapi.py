@@ -313,6 +313,12 @@ class Ioctl:
     direction: int
     layout: Layout
     outputs: tuple[str, ...] = ()   # fields the driver writes; the rest are inputs
+    inouts: tuple[str, ...] = ()    # outputs that are inputs too (a size in, the size out)
+
+    @property
+    def pure_outputs(self) -> tuple[str, ...]:
+        """Outputs the caller does not set: to leave out when showing inputs."""
+        return tuple(n for n in self.outputs if n not in self.inouts)
 
     @property
     def request(self) -> int:
@@ -327,7 +333,7 @@ class Ioctl:
 _RW, _W = ioc.READ | ioc.WRITE, ioc.WRITE
 
 IOCTLS: list[Ioctl] = [
-    Ioctl("DEV_QUERY", 0x00, _RW, DevQuery, ("size",)),
+    Ioctl("DEV_QUERY", 0x00, _RW, DevQuery, ("size",), ("size",)),
     Ioctl("BO_CREATE", 0x01, _RW, BoCreate, ("handle", "gpu_va")),
     Ioctl("BO_DESTROY", 0x02, _W, BoDestroy),
     Ioctl("BO_MMAP_OFFSET", 0x03, _RW, BoMmapOffset, ("offset",)),
@@ -339,14 +345,15 @@ IOCTLS: list[Ioctl] = [
     Ioctl("MEMSET", 0x09, _RW, Memset, ("fence",)),
     Ioctl("MODULE_LOAD", 0x0A, _RW, ModuleLoad, ("handle", "function_count")),
     Ioctl("MODULE_UNLOAD", 0x0B, _W, ModuleUnload),
+    # By name: index comes out; by index (name[0] == 0): the name comes out.
     Ioctl("MODULE_FUNCTION", 0x0C, _RW, ModuleFunction,
-          ("param_size", "param_count", "shared_size", "num_regs", "params")),
+          ("index", "name", "param_size", "param_count", "shared_size", "num_regs", "params"), ("index", "name")),
     Ioctl("EVENT_CREATE", 0x0D, _RW, EventCreate, ("handle",)),
     Ioctl("EVENT_DESTROY", 0x0E, _W, EventDestroy),
     Ioctl("EVENT_QUERY", 0x0F, _RW, EventQuery, ("status", "timestamp", "fence", "queue_id")),
     Ioctl("EVENT_WAIT", 0x10, _W, EventWait),
     Ioctl("EVENT_SIGNAL", 0x11, _W, EventSignal),
-    Ioctl("PRINTF_READ", 0x12, _RW, PrintfRead, ("size", "pending", "dropped")),
+    Ioctl("PRINTF_READ", 0x12, _RW, PrintfRead, ("size", "pending", "dropped"), ("size",)),
     Ioctl("NOTIFY_WAIT", 0x13, _RW, NotifyWait, ("pending", "value", "count")),
     Ioctl("FENCE_RESET", 0x14, _W, FenceReset),
     Ioctl("IPC_EXPORT", 0x15, _RW, IpcExport, ("token",)),

@@ -18,6 +18,10 @@ from traces.reader import TraceReader
 SAMPLES = {
     "vecadd": [], "saxpy": [], "memcpy_roundtrip": ["-max", str(1 << 20)], "multidevice": [],
     "threads": ["-t", "4", "-i", "3"], "mapped": [], "errors": [], "hello": [],
+    "reduce": [], "matmul": [], "histogram": [], "scan": [], "faults": [],
+    # host functions: a helper thread released by NOTIFY_WAIT reads mapped
+    # results; replay must return calls no earlier than they returned
+    "backend": [], "clock": [],
 }
 
 

@@ -143,10 +143,12 @@ def read_calls(reader: TraceReader, info: TraceInfo | None = None, progress=None
                 target.ring.append(RingEntry(f.minor, f.dir, f.offset, f.ticks, bytes(rec.tail)))
         elif t == tf.RecordType.SNAP:
             s = SnapRec(f.point, f.minor, f.handle, f.offset, f.size, f.blob)
-            # Taken after a sync (point 1): belongs to the call that just
-            # returned; before a submit (point 0): to the next call.
-            if f.point == 1 and last_exited is not None:
-                last_exited.snaps_after.append(s)
+            # Taken after a sync (point 1): belongs to that call (named by
+            # seq; older traces: the call that had just returned); before a
+            # submit (point 0): to the next call.
+            owner = _owner(open_calls, f.seq, last_exited) if f.point == 1 else None
+            if f.point == 1 and (owner or last_exited) is not None:
+                (owner or last_exited).snaps_after.append(s)
             else:
                 pending_snaps.append(s)
         elif t == tf.RecordType.DEVICE:
@@ -205,7 +207,7 @@ def describe_call(call: Call) -> str:
                 s += f" => {call.arg_out[:40].hex()}"
         else:
             rec = decode_arg(call, call.arg_in)
-            inputs = describe.record(io.layout, rec, exclude=io.outputs) if rec else "<arg unreadable>"
+            inputs = describe.record(io.layout, rec, exclude=io.pure_outputs) if rec else "<arg unreadable>"
             s = f"ioctl({call.fd}, {io.name}, {inputs}) = {_ret(call)}"
             if call.ret is not None and call.ret >= 0 and io.outputs and call.arg_out:
                 out = decode_arg(call, call.arg_out)

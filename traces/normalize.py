@@ -29,7 +29,7 @@ def pointer_fields(name: str, rec) -> tuple:
 
 
 def inputs(io: uapi.Ioctl, rec) -> dict:
-    skip = set(io.outputs) | set(pointer_fields(io.name, rec)) | set(_RANDOM_INPUTS.get(io.name, ()))
+    skip = set(io.pure_outputs) | set(pointer_fields(io.name, rec)) | set(_RANDOM_INPUTS.get(io.name, ()))
     return {f.name: _plain(getattr(rec, f.name)) for f in io.layout.fields()
             if f.name not in skip and not f.is_const}
 

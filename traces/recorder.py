@@ -175,5 +175,5 @@ class Recorder:
                 # Before a submit: must precede that call's entry in the file.
                 w.write(out)
             else:
-                # After a sync: must follow that call's exit, which is queued.
-                w.submit(out)
+                # After a sync, inside that call: part of its batch, named by its seq.
+                self._emit(out)
