@@ -72,13 +72,11 @@ from structs.isa import (
     Sreg,
     decode_instructions,
 )
-from structs.module import MAX_SHARED_SIZE, Module
+from structs.module import Module
 
-WARP_SIZE = 32
-MAX_THREADS_PER_BLOCK = 1024
-MAX_BLOCK_DIM = (1024, 1024, 64)
-MAX_GRID_DIM = ((1 << 31) - 1, 65535, 65535)
-MAX_SHARED_PER_BLOCK = MAX_SHARED_SIZE      # static + dynamic, bytes
+from pydriver.hw import MAX_BLOCK as MAX_BLOCK_DIM  # noqa: E402 - the device's limits, stated once
+from pydriver.hw import MAX_GRID as MAX_GRID_DIM  # noqa: E402
+from pydriver.hw import MAX_SHARED_PER_BLOCK, MAX_THREADS_PER_BLOCK, WARP_SIZE  # noqa: E402
 CHUNK_THREADS = 1 << 16                     # threads per chunk (whole blocks; at least one);
                                             # fastest vecadd here (2 MiB of L2 per core)
 DEADLINE_CHECK_STEPS = 64                   # scheduler steps between two watchdog checks

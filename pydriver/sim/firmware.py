@@ -31,6 +31,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from pydriver import hw
 from pydriver.errors import DriverError
 from pydriver.ring import Ring, RingError, RingFull
 from pydriver.sim.faults import DeviceFault
@@ -40,7 +41,6 @@ COPY_OVERHEAD = 500             # ticks (ns) per copy/fill
 COPY_BYTES_PER_TICK = 16        # 16 GB/s
 LAUNCH_OVERHEAD = 2_000
 SMALL_OVERHEAD = 100
-CORE_COUNT = 8
 TRANSFORMER_FLOPS_PER_TICK = 32     # the fixed-function unit: 32 GFLOP/s
 PRINTF_CHUNK = 4000                 # text bytes per PRINTF completion
 
@@ -327,7 +327,7 @@ class Firmware:
         finally:
             if printed:                 # also what a faulting kernel printed before the fault
                 self._print(space, printed)
-        return LAUNCH_OVERHEAD + stats.warp_instructions * 4 // CORE_COUNT \
+        return LAUNCH_OVERHEAD + stats.warp_instructions * 4 // hw.CORE_COUNT \
             + (stats.bytes_loaded + stats.bytes_stored) // 256
 
     # -- device printf ----------------------------------------------------------
