@@ -43,8 +43,8 @@ bench: all
 	$(AISHIM) bench
 
 # The long fuzz run (a short seeded one is part of `make test`).
-# The default, 11000 examples, is a little over 100k ioctls (about 80 s).
-FUZZ_EXAMPLES ?= 11000
+# The default, 12000 examples, is a little over 100k ioctls (about 90 s).
+FUZZ_EXAMPLES ?= 12000
 fuzz: all
 	LD_PRELOAD=$(SHIM) AICARD_KERNELS=$(BUILD)/umd/kernels AISHIM_WATCHDOG=0.2 AISHIM_LOG=error \
 		$(VPY) tests/fuzz_ioctls.py --examples $(FUZZ_EXAMPLES)
