@@ -632,18 +632,32 @@ def _build_binop(c, pc, ins):
     op = Opcode(ins["opcode"])
     t = DType(ins["type"]) if ins["type"] in DType._value2member_map_ else None
     if t in INT64_TYPES and op in _BIN64:
-        return _build_bin64(c, op, t, ins)
+        npfn = _BIN64[op]
+        d = c.reg64(ins["dst"])
+        sa = c.src64(ins["a"], ins, use_b_imm=False)
+        sb = c.src64(ins["b"], ins)
+        return _binop(npfn, VIEW[t], d, sa, sb, _lin_bin(op, 64), 64)
     table = _BIN32.get(op, {})
     if t not in table:
         raise _Illegal(f"{op.name.lower()} does not support type "
                        f"{t.name.lower() if t is not None else ins['type']}")
-    npfn = table[t]
-    vt = VIEW[t]
     d = c.reg32(ins["dst"])
     signed = t == DType.S32 or op in (Opcode.ADD, Opcode.SUB)
     sa = c.src32(ins["a"], ins, use_b_imm=False)
     sb = c.src32(ins["b"], ins, signed_imm=signed)
-    lin = _lin_bin(op, 32) if t != DType.F32 else None
+    return _binop(table[t], VIEW[t], d, sa, sb, _lin_bin(op, 32) if t != DType.F32 else None, 32)
+
+
+def _binop(npfn, vt, d, sa, sb, lin, width):
+    """The step function of a binary operation on 32-bit registers or
+    64-bit pairs: symbolic (a linear form of the thread index) when both
+    sources are, else one numpy call over the live threads."""
+    if width == 32:
+        has_arr, unit, write = _has_arr32, U32, _w32
+        set_full = lambda ch, arr, h: ch.set32(d, arr, h)  # noqa: E731
+    else:
+        has_arr, unit, write = _has_arr64, U64, _w64
+        set_full = lambda ch, arr, h: ch.set64(d, arr, h)  # noqa: E731
 
     def binop(ch, ex, full):
         if full:
@@ -656,45 +670,15 @@ def _build_binop(c, pc, ins):
                         if h is not None:
                             if d != RZ:
                                 arr = None
-                                if _has_arr32(ch, sa, sb):
-                                    arr = npfn(sa.arr(ch).view(vt), sb.arr(ch).view(vt)).view(U32)
-                                ch.set32(d, arr, h)
+                                if has_arr(ch, sa, sb):
+                                    arr = npfn(sa.arr(ch).view(vt), sb.arr(ch).view(vt)).view(unit)
+                                set_full(ch, arr, h)
                             return
             res = npfn(sa.arr(ch).view(vt), sb.arr(ch).view(vt))
         else:
             res = npfn(_g(sa.arr(ch), ex).view(vt), _g(sb.arr(ch), ex).view(vt))
-        _w32(ch, d, res.view(U32), ex, full)
+        write(ch, d, res.view(unit), ex, full)
     return K_OP, binop, 0
-
-
-def _build_bin64(c, op, t, ins):
-    npfn = _BIN64[op]
-    vt = VIEW[t]
-    d = c.reg64(ins["dst"])
-    sa = c.src64(ins["a"], ins, use_b_imm=False)
-    sb = c.src64(ins["b"], ins)
-    lin = _lin_bin(op, 64)
-
-    def bin64(ch, ex, full):
-        if full:
-            if lin is not None and ch.L.use_forms:
-                f = sa.form(ch)
-                if f is not None:
-                    g = sb.form(ch)
-                    if g is not None:
-                        h = lin(f, g)
-                        if h is not None:
-                            if d != RZ:
-                                arr = None
-                                if _has_arr64(ch, sa, sb):
-                                    arr = npfn(sa.arr(ch).view(vt), sb.arr(ch).view(vt)).view(U64)
-                                ch.set64(d, arr, h)
-                            return
-            res = npfn(sa.arr(ch).view(vt), sb.arr(ch).view(vt))
-        else:
-            res = npfn(_g(sa.arr(ch), ex).view(vt), _g(sb.arr(ch), ex).view(vt))
-        _w64(ch, d, res.view(U64), ex, full)
-    return K_OP, bin64, 0
 
 
 def _build_shift(c, pc, ins):
