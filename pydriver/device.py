@@ -133,8 +133,8 @@ class Device:
         param_off = self._kernel_alloc(PARAM_HEAP_SIZE)
         self.slots = RangeAllocator(slot_off, SLOT_HEAP_SIZE)
         self.params = RangeAllocator(param_off, PARAM_HEAP_SIZE)
-        self.cmd_ring = Ring(self.vram.u8, cmd_off, CMD_RING_SIZE, self.drv_version)
-        self.evt_ring = Ring(self.vram.u8, evt_off, EVT_RING_SIZE, self.drv_version)
+        self.cmd_ring = Ring(self.vram.mv, cmd_off, CMD_RING_SIZE, self.drv_version)
+        self.evt_ring = Ring(self.vram.mv, evt_off, EVT_RING_SIZE, self.drv_version)
         self.cmd_ring.init()
         self.evt_ring.init()
         init = self.S.InitData.codec()
@@ -243,11 +243,12 @@ class Device:
     # -- commands ---------------------------------------------------------------
 
     def _encode(self, name: str, **fields) -> bytes:
+        """A command in this driver's firmware layout; fields the version
+        does not have (prio before 2.1, say) are left out."""
         layout = self.S.commands[name]
-        codec = layout.codec()
-        rec = codec.make(type=self.S.cmd_ids[name], entry_size=layout.sizeof(),
-                         **{k: v for k, v in fields.items() if k in codec.names})
-        return codec.pack(rec)
+        fields["type"] = self.S.cmd_ids[name]
+        fields["entry_size"] = layout.sizeof()
+        return layout.codec().pack_values(fields, ignore_unknown=True)
 
     def _push(self, entry: bytes) -> None:
         try:

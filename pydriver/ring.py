@@ -85,16 +85,14 @@ class Ring:
         if tail + n > self.size:            # does not fit before the end: wrap
             if free < (self.size - tail) + n:
                 raise RingFull()
-            self.mem[self.data + tail:self.data + tail + 4] = 0
+            self.mem[self.data + tail:self.data + tail + 4] = bytes(4)
             _U32.pack_into(self.mem, self._wraps, _U32.unpack_from(self.mem, self._wraps)[0] + 1)
             free -= self.size - tail
             tail = 0
         if free < n:
             raise RingFull()
         start = self.data + tail
-        self.mem[start:start + len(entry)] = memoryview(entry)
-        if n > len(entry):
-            self.mem[start + len(entry):start + n] = 0
+        self.mem[start:start + n] = entry if n == len(entry) else bytes(entry) + bytes(n - len(entry))
         _U32.pack_into(self.mem, self._tail, (tail + n) % self.size)
         if self.on_entry:
             self.on_entry(tail, bytes(entry))
@@ -123,6 +121,6 @@ class Ring:
                 _U32.pack_into(mem, self._head, tail)
                 yield head, None, bad
                 return
-            entry = mem[pos:pos + esize].tobytes()
+            entry = bytes(mem[pos:pos + esize])
             _U32.pack_into(mem, self._head, (head + align(esize)) % size)
             yield head, entry, None

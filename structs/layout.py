@@ -198,6 +198,21 @@ class Codec:
         values = self._values(rec)
         self.struct.pack_into(buf, offset, *(self._flat(values) if self._arrays else values))
 
+    def pack_values(self, values: dict, *, ignore_unknown: bool = False) -> bytes:
+        """Bytes of a record with the given fields and every other one zero
+        (or its Const value), without building a record: the ring encoders'
+        path.  ignore_unknown drops fields this layout does not have (a
+        field of another firmware version)."""
+        vals = list(self._defaults)
+        index = self._index
+        for k, v in values.items():
+            i = index.get(k)
+            if i is not None:
+                vals[i] = v
+            elif not ignore_unknown:
+                raise LayoutError(f"unknown field {k!r}")
+        return self.struct.pack(*(self._flat(vals) if self._arrays else vals))
+
     def make(self, **values):
         """A record with every field zero (or its Const value) unless given."""
         vals = list(self._defaults)

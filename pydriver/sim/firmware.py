@@ -111,8 +111,8 @@ class Firmware:
         if self.driver_version != self.version and self.log:
             self.log.warning("firmware %s booted by a driver for %s: refusing its commands",
                              fw.version_str(self.version), fw.version_str(self.driver_version))
-        self.cmd_ring = Ring(self.vram.u8, init.cmd_ring_offset, init.cmd_ring_size, self.version)
-        self.evt_ring = Ring(self.vram.u8, init.evt_ring_offset, init.evt_ring_size, self.version)
+        self.cmd_ring = Ring(self.vram.mv, init.cmd_ring_offset, init.cmd_ring_size, self.version)
+        self.evt_ring = Ring(self.vram.mv, init.evt_ring_offset, init.evt_ring_size, self.version)
 
     def map_asid(self, asid: int, vm, mm) -> None:
         self.spaces[asid] = AddressSpace(asid, vm, mm)
@@ -495,10 +495,8 @@ class Firmware:
 
     def _push_completion(self, name: str, asid: int, queue: int, seqno: int, **fields) -> None:
         layout = self.S.completions[name]
-        codec = layout.codec()
-        rec = codec.make(type=self.S.comp_ids[name], entry_size=layout.sizeof(), asid=asid, queue=queue,
-                         seqno=seqno, **fields)
-        self.evt_ring.push(codec.pack(rec))
+        fields.update(type=self.S.comp_ids[name], entry_size=layout.sizeof(), asid=asid, queue=queue, seqno=seqno)
+        self.evt_ring.push(layout.codec().pack_values(fields))
 
     def _report_fault(self, asid, queue, seqno, kind, message, *, pc, address, cmd_offset, cmd_type) -> None:
         try:
