@@ -26,33 +26,16 @@ static void *bad_ptr;		/* a PROT_NONE page: any access faults */
 
 /* ---- reporting ----------------------------------------------------------- */
 
+/* glibc names every errno (strerrorname_np); an unknown value prints as its number */
 static const char *errno_name(int e)
 {
 	static char buf[24];
+	const char *name = e ? strerrorname_np(e) : "0";
 
-	switch (e) {
-	case 0:		return "0";
-	case EPERM:	return "EPERM";
-	case ENOENT:	return "ENOENT";
-	case EIO:	return "EIO";
-	case ENXIO:	return "ENXIO";
-	case EBADF:	return "EBADF";
-	case EAGAIN:	return "EAGAIN";
-	case ENOMEM:	return "ENOMEM";
-	case EACCES:	return "EACCES";
-	case EFAULT:	return "EFAULT";
-	case EBUSY:	return "EBUSY";
-	case ENODEV:	return "ENODEV";
-	case EINVAL:	return "EINVAL";
-	case ENOTTY:	return "ENOTTY";
-	case ENOSPC:	return "ENOSPC";
-	case ENOSYS:	return "ENOSYS";
-	case EOVERFLOW:	return "EOVERFLOW";
-	case ETIMEDOUT:	return "ETIMEDOUT";
-	default:
-		snprintf(buf, sizeof(buf), "%d", e);
-		return buf;
-	}
+	if (name)
+		return name;
+	snprintf(buf, sizeof(buf), "%d", e);
+	return buf;
 }
 
 /* want2 < 0: only want is right (the header allows two answers for some) */

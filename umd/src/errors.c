@@ -2,6 +2,7 @@
 /* errors.c - error names and strings, the per-thread last error, errno. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "rt.h"
 
@@ -109,36 +110,15 @@ aiError_t aicrt_from_errno(int err, aiError_t einval)
 	}
 }
 
+/* glibc names every errno (strerrorname_np, glibc >= 2.32); a value it does not know
+ * prints as "errno N" so a log line still says what came back. */
 const char *aicrt_errno_name(int err)
 {
 	static __thread char buf[16];
+	const char *name = err ? strerrorname_np(err) : "0";
 
-	switch (err) {
-	case 0:		return "0";
-	case EPERM:	return "EPERM";
-	case ENOENT:	return "ENOENT";
-	case EINTR:	return "EINTR";
-	case EIO:	return "EIO";
-	case ENXIO:	return "ENXIO";
-	case EBADF:	return "EBADF";
-	case EAGAIN:	return "EAGAIN";
-	case ENOMEM:	return "ENOMEM";
-	case EACCES:	return "EACCES";
-	case EFAULT:	return "EFAULT";
-	case EBUSY:	return "EBUSY";
-	case ENODEV:	return "ENODEV";
-	case EINVAL:	return "EINVAL";
-	case EMFILE:	return "EMFILE";
-	case ENOTTY:	return "ENOTTY";
-	case ENOSPC:	return "ENOSPC";
-	case ENOSYS:	return "ENOSYS";
-	case EOVERFLOW:	return "EOVERFLOW";
-	case ETIMEDOUT:	return "ETIMEDOUT";
-	case ECANCELED:	return "ECANCELED";
-	case EBADFD:	return "EBADFD";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	default:
-		snprintf(buf, sizeof(buf), "errno %d", err);
-		return buf;
-	}
+	if (name)
+		return name;
+	snprintf(buf, sizeof(buf), "errno %d", err);
+	return buf;
 }
