@@ -53,7 +53,12 @@ extern "Python+C" int aicard_py_ping(void);
 # call and refuses device access if it does not come back.
 PING_MAGIC = 0x1CA1C0DE
 
-CDEF = EXTERN_PYTHON + "int aicard_drv_boot(void);\nvoid aicard_drv_exit(void);\n"
+CDEF = EXTERN_PYTHON + """
+int aicard_drv_boot(void);
+void aicard_drv_exit(void);
+long aicard_user_copy(int pid, int to_user, uint64_t local, uint64_t remote, uint64_t n);
+long aicard_user_write(int pid, uint64_t remote, const char *data, uint64_t n);
+"""
 
 
 def extern_names() -> list[str]:
@@ -74,8 +79,10 @@ def _venv_paths() -> tuple[str, str]:
 
 DRIVER_C = r"""
 #include <Python.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #define AISHIM_PYTHON %(python)s
 
@@ -127,6 +134,26 @@ __attribute__((visibility("default"))) int aicard_drv_boot(void)
     }
     pthread_mutex_unlock(&lock);
     return ret;
+}
+
+/* copy_from_user / copy_to_user for the embedded driver (pydriver/uaccess.py):
+ * one process_vm_readv/writev, bytes moved or -errno.  The same syscall
+ * through ctypes costs ~2 us of call overhead, more than a small ioctl's
+ * whole budget; through this module's lib it is a plain C call (and cffi
+ * releases the GIL around it, as ctypes did). */
+static long aicard_user_copy(int pid, int to_user, uint64_t local, uint64_t remote, uint64_t n)
+{
+    struct iovec l = { (void *)(uintptr_t)local, n }, r = { (void *)(uintptr_t)remote, n };
+    ssize_t got = to_user ? process_vm_writev(pid, &l, 1, &r, 1, 0)
+                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
+    return got < 0 ? -errno : got;
+}
+
+/* The same for a Python bytes object (cffi passes its storage as char *):
+ * no address to find first. */
+static long aicard_user_write(int pid, uint64_t remote, const char *data, uint64_t n)
+{
+    return aicard_user_copy(pid, 1, (uintptr_t)data, remote, n);
 }
 
 int aicard_py_exit(void);   /* the extern "Python+C" entry, generated below */

@@ -46,3 +46,7 @@ class TracedUserMemory(UserMemory):
         super().write_from(addr, local_addr, n)
         if n:
             self.tracer.user_at(1, addr, local_addr, n)
+
+    # Every transfer must pass through read_into/write_from above; the base
+    # class's fast write of a bytes object would not.
+    write = UserMemory._write_via_address

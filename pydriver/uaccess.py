@@ -37,6 +37,19 @@ _IOV_MAX = 1024
 _SMALL = 64 << 10         # check() reads ranges up to this whole
 
 
+# aicard_user_copy(pid, to_user, local, remote, n) -> bytes or -errno, from
+# the embedded driver library (interposer/build.py): the same syscalls as
+# below without ctypes' call overhead.  None outside the preload path (ptrace
+# tracer, daemon), which use ctypes.
+# aicard_user_write(pid, remote, data: bytes, n) the same for a bytes object.
+_native = _native_write = None
+
+
+def use_native(copy, write_bytes) -> None:
+    global _native, _native_write
+    _native, _native_write = copy, write_bytes
+
+
 def buffer_address(buf) -> int:
     """Address of a writable buffer (bytearray, numpy array, mmap slice...)."""
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
@@ -60,6 +73,12 @@ class UserMemory:
             return x
 
     def _xfer(self, fn, local: int, remote: int, n: int, what: str) -> None:
+        native = _native
+        if native is not None and n <= _CHUNK:
+            got = native(self.pid, fn is _writev, local, remote, n)
+            if got != n:
+                self._failed(-got if got < 0 else errno.EFAULT, remote, n, what)
+            return
         liov, riov, lp, rp = self._iovs()
         done = 0
         while done < n:
@@ -68,13 +87,15 @@ class UserMemory:
             riov.iov_base, riov.iov_len = remote + done, step
             got = fn(self.pid, lp, 1, rp, 1, 0)
             if got != step:
-                err = ctypes.get_errno() if got < 0 else errno.EFAULT
-                if err in (errno.EFAULT, 0):
-                    raise DriverError(errno.EFAULT, f"bad user pointer 0x{remote + done:x} ({what} of {n} bytes)")
-                if err == errno.ESRCH:
-                    raise DriverError(errno.ESRCH, f"process {self.pid} is gone")
-                raise DriverError(err, f"{what} at 0x{remote:x}: {os.strerror(err)}")
+                self._failed(ctypes.get_errno() if got < 0 else errno.EFAULT, remote + done, n, what)
             done += step
+
+    def _failed(self, err: int, where: int, n: int, what: str):
+        if err in (errno.EFAULT, 0):
+            raise DriverError(errno.EFAULT, f"bad user pointer 0x{where:x} ({what} of {n} bytes)")
+        if err == errno.ESRCH:
+            raise DriverError(errno.ESRCH, f"process {self.pid} is gone")
+        raise DriverError(err, f"{what} at 0x{where:x}: {os.strerror(err)}")
 
     def read_into(self, addr: int, local_addr: int, n: int) -> None:
         """Copy n bytes from user address addr to local address local_addr."""
@@ -132,6 +153,16 @@ class UserMemory:
         return bytes(buf)
 
     def write(self, addr: int, data) -> None:
+        n = len(data)
+        if _native_write is not None and type(data) is bytes and 0 < n <= _CHUNK:
+            got = _native_write(self.pid, addr, data, n)
+            if got != n:
+                self._failed(-got if got < 0 else errno.EFAULT, addr, n, "write")
+            return
+        self._write_via_address(addr, data)
+
+    def _write_via_address(self, addr: int, data) -> None:
+        """write() through write_from(), which a subclass may watch."""
         n = len(data)
         if n:
             if isinstance(data, bytes):
