@@ -681,7 +681,8 @@ AICARD_EXPORT int ioctl(int fd, unsigned long req, ...)
 			memset(buf, 0, size);
 	}
 	in_driver = 1;
-	int r = drv.ioctl(fd, req, buf, size, arg_fault, (uintptr_t)arg);
+	/* The kernel's ioctl takes an unsigned int request: so does the driver. */
+	int r = drv.ioctl(fd, (unsigned int)req, buf, size, arg_fault, (uintptr_t)arg);
 	in_driver = 0;
 	if (r >= 0 && size && (dir & _IOC_READ) && copy_user(buf, (uintptr_t)arg, size, 1) < 0)
 		r = -EFAULT;

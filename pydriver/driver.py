@@ -133,6 +133,11 @@ class Driver:
         self._windows = itertools.count(0) if shared is not None else None
         self._unknown_logged: set = set()
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._dispatch = self._dispatch_table()
+        # What the preload glue calls per ioctl (req already 32 bits): with
+        # no tracer, straight to the dispatcher.  Fixed for the Driver's life
+        # (a forked child's tracer is still a tracer).
+        self.ioctl_entry = self._ioctl if tracer is None else self.ioctl
         # A daemon makes a Driver per client and never forks: a hook would
         # keep every one of them alive.
         if shared is None and hasattr(os, "register_at_fork"):
@@ -287,47 +292,73 @@ class Driver:
         return r
 
     def _ioctl(self, fd: int, req: int, buf, arg_fault: bool, argaddr: int) -> int:
-        # The hot path: a few microseconds of budget, so no helper calls that
-        # are not needed (see `aishim bench`).
+        # The hot path: a couple of microseconds of budget, so one table
+        # lookup gives everything (see _dispatch_table) and no helper is
+        # called that is not needed (`aishim bench`, AISHIM_PROFILE).
         f = self.files.get(fd)
         if f is None or f.inherited:
             try:
                 self._file(fd)
             except DriverError as e:
                 return -e.errno
-        h = ioctls.HANDLERS.get(req)
-        if h is None:
+        entry = self._dispatch.get(req)
+        if entry is None:
             return self._unknown(fd, req)
-        name = h.ioctl.name
+        fn, unpack, pack_into, name, io = entry
         if arg_fault:
             log.debug("%s(fd %d): bad argument pointer 0x%x", name, fd, argaddr)
             return -errno.EFAULT
         try:
-            rec = h.codec.unpack(buf)
+            rec = unpack(buf)
         except LayoutError as e:
             log.debug("%s(fd %d): %s", name, fd, e)
             return -errno.EINVAL
-        debug = self._debug
-        before = describe.record(h.ioctl.layout, rec, exclude=h.ioctl.pure_outputs) if debug else None
-        fn = _injected_bug if name == self.config.inject_bug else h.fn
-        with f.ctx.device.lock:
+        if self._debug:
+            return self._ioctl_logged(f, fd, fn, rec, buf, pack_into, name, io)
+        ctx = f.ctx
+        with ctx.device.lock:
             try:
-                if f.ctx.destroyed:           # closed by another thread meanwhile
-                    raise DriverError(errno.EBADF, f"fd {fd} was closed")
-                ret = fn(f.ctx, rec)
+                if ctx.destroyed:             # closed by another thread meanwhile
+                    return -errno.EBADF
+                ret = fn(ctx, rec)
             except DriverError as e:
-                if debug:
-                    log.debug("%s -> %s", name, e)
+                return -e.errno
+            except Exception:
+                log.error("driver bug in %s (returning EIO):\n%s", name, traceback.format_exc())
+                return -errno.EIO
+        pack_into(buf, 0, rec)
+        return ret
+
+    def _ioctl_logged(self, f: File, fd: int, fn, rec, buf, pack_into, name: str, io) -> int:
+        """_ioctl's second half with every call logged decoded (AISHIM_LOG=debug)."""
+        before = describe.record(io.layout, rec, exclude=io.pure_outputs)
+        ctx = f.ctx
+        with ctx.device.lock:
+            try:
+                if ctx.destroyed:
+                    raise DriverError(errno.EBADF, f"fd {fd} was closed")
+                ret = fn(ctx, rec)
+            except DriverError as e:
+                log.debug("%s -> %s", name, e)
                 ret = -e.errno
             except Exception:
                 log.error("driver bug in %s (returning EIO):\n%s", name, traceback.format_exc())
                 ret = -errno.EIO
         if ret >= 0:
-            h.codec.pack_into(buf, 0, rec)
-        if debug:
-            out = describe.record(h.ioctl.layout, rec, h.ioctl.outputs) if ret >= 0 and h.ioctl.outputs else ""
-            log.debug("ioctl(%d, %s, %s) = %s%s", fd, name, before, _ret(ret), f" => {out}" if out else "")
+            pack_into(buf, 0, rec)
+        out = describe.record(io.layout, rec, io.outputs) if ret >= 0 and io.outputs else ""
+        log.debug("ioctl(%d, %s, %s) = %s%s", fd, name, before, _ret(ret), f" => {out}" if out else "")
         return ret
+
+    def _dispatch_table(self) -> dict:
+        """request -> (handler, unpack, pack_into, name, Ioctl), with the
+        AISHIM_INJECT_BUG handler already in place."""
+        table = {}
+        for req, h in ioctls.HANDLERS.items():
+            name = h.ioctl.name
+            fn = _injected_bug if name == self.config.inject_bug else h.fn
+            table[req] = (fn, h.codec.unpack, h.codec.pack_into, name, h.ioctl)
+        return table
 
     def _unknown(self, fd: int, req: int) -> int:
         key = req
