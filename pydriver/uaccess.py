@@ -15,6 +15,7 @@ import errno
 import os
 import threading
 
+from pydriver import copythreads
 from pydriver.errors import DriverError
 
 
@@ -73,6 +74,13 @@ class UserMemory:
             return x
 
     def _xfer(self, fn, local: int, remote: int, n: int, what: str) -> None:
+        if n >= 2 * copythreads.MIN_PIECE:
+            # A big copy: in pieces on several cores (copythreads.py says why).
+            copythreads.run(lambda off, size: self._xfer1(fn, local + off, remote + off, size, what), n)
+        else:
+            self._xfer1(fn, local, remote, n, what)
+
+    def _xfer1(self, fn, local: int, remote: int, n: int, what: str) -> None:
         native = _native
         if native is not None and n <= _CHUNK:
             got = native(self.pid, fn is _writev, local, remote, n)
