@@ -31,7 +31,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from pydriver import hw
+from pydriver import copythreads, hw
 from pydriver.errors import DriverError
 from pydriver.ring import Ring, RingError, RingFull
 from pydriver.sim.faults import DeviceFault
@@ -80,6 +80,19 @@ class Pending:
     cmd: object                 # decoded record
 
 
+_executor_module = None
+
+
+def _executor():
+    """pydriver.sim.executor, imported on the first launch (it brings numpy:
+    a program that only copies never pays for it)."""
+    global _executor_module
+    if _executor_module is None:
+        from pydriver.sim import executor
+        _executor_module = executor
+    return _executor_module
+
+
 class Firmware:
     def __init__(self, vram, version, clock, *, watchdog_s: float = 10.0, log=None):
         self.vram = vram
@@ -90,6 +103,7 @@ class Firmware:
         self.log = log
         self.spaces: dict[int, AddressSpace] = {}
         self.queues: dict[tuple, FwQueue] = {}
+        self._runners: dict = {}            # command name -> its _cmd_ method
         self.cmd_ring: Ring | None = None
         self.evt_ring: Ring | None = None
         self._programs: dict = {}
@@ -159,7 +173,11 @@ class Firmware:
             # any launch the driver sends after it.
             self._bind_print_buffer(offset, entry, self.spaces[cmd.asid], cmd)
             return
-        self.queues.setdefault((cmd.asid, cmd.queue), FwQueue()).fifo.append(Pending(offset, name, cmd))
+        key = (cmd.asid, cmd.queue)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = FwQueue()
+        q.fifo.append(Pending(offset, name, cmd))
 
     def _bad_command(self, offset: int, entry: bytes, why: str) -> None:
         """Report an entry we cannot run, decoded the way this firmware reads it."""
@@ -224,7 +242,10 @@ class Firmware:
         self.clock.begin()
         cost = SMALL_OVERHEAD
         try:
-            cost = getattr(self, "_cmd_" + p.name.lower())(space, cmd)
+            run = self._runners.get(p.name)
+            if run is None:
+                run = self._runners[p.name] = getattr(self, "_cmd_" + p.name.lower())
+            cost = run(space, cmd)
         except DeviceFault as f:
             if f.kind == "timeout":     # it ran until the watchdog stopped it
                 cost = int((time.monotonic() - started) * self.clock.freq)
@@ -269,8 +290,14 @@ class Firmware:
                 elif c.kind == 3:
                     d = self._dev(space, c.dst, c.size, "copy destination")
                     s = self._dev(space, c.src, c.size, "copy source")
-                    # numpy copies through a temporary when the views overlap: memmove.
-                    self.vram.u8[d:d + c.size] = self.vram.u8[s:s + c.size]
+                    u8 = self.vram.u8
+                    if abs(d - s) < c.size:
+                        # numpy copies through a temporary when the views overlap: memmove.
+                        u8[d:d + c.size] = u8[s:s + c.size]
+                    else:
+                        def piece(off, n):
+                            u8[d + off:d + off + n] = u8[s + off:s + off + n]
+                        copythreads.run(piece, c.size)
                 else:
                     raise CommandFault("bad_command", f"copy kind {c.kind}")
             except DriverError as e:
@@ -291,12 +318,15 @@ class Firmware:
         return COPY_OVERHEAD + n // COPY_BYTES_PER_TICK
 
     def _program(self, offset: int, size: int):
-        from pydriver.sim.executor import Program
-        from structs.module import ModuleFormatError, parse_module
-        image = bytes(self.vram.u8[offset:offset + size])
-        key = (offset, size, zlib.crc32(image))
+        # The code is whatever VRAM holds now (the firmware trusts nothing the
+        # driver cached): its CRC, straight off the mapping, finds the decoded
+        # program.
+        key = (offset, size, zlib.crc32(self.vram.mv[offset:offset + size]))
         prog = self._programs.get(key)
         if prog is None:
+            from pydriver.sim.executor import Program
+            from structs.module import ModuleFormatError, parse_module
+            image = bytes(self.vram.u8[offset:offset + size])
             try:
                 module = parse_module(image)
             except ModuleFormatError as e:
@@ -311,7 +341,7 @@ class Firmware:
             return f"#{c.function}"
 
     def _cmd_launch(self, space, c) -> int:
-        from pydriver.sim import executor
+        executor = _executor()
         program, module = self._program(c.code_offset, c.code_size)
         if c.function >= len(module.functions):
             raise CommandFault("bad_launch", f"function {c.function} not in the module")
