@@ -74,19 +74,19 @@ class UserMemory:
             return x
 
     def _xfer(self, fn, local: int, remote: int, n: int, what: str) -> None:
-        if n >= 2 * copythreads.MIN_PIECE:
+        native = _native
+        if native is not None and n <= _CHUNK:
+            # (which also cuts a big copy in two, on two threads)
+            got = native(self.pid, fn is _writev, local, remote, n)
+            if got != n:
+                self._failed(-got if got < 0 else errno.EFAULT, remote + max(got, 0), n, what)
+        elif n >= 2 * copythreads.MIN_PIECE:
             # A big copy: in pieces on several cores (copythreads.py says why).
             copythreads.run(lambda off, size: self._xfer1(fn, local + off, remote + off, size, what), n)
         else:
             self._xfer1(fn, local, remote, n, what)
 
     def _xfer1(self, fn, local: int, remote: int, n: int, what: str) -> None:
-        native = _native
-        if native is not None and n <= _CHUNK:
-            got = native(self.pid, fn is _writev, local, remote, n)
-            if got != n:
-                self._failed(-got if got < 0 else errno.EFAULT, remote, n, what)
-            return
         liov, riov, lp, rp = self._iovs()
         done = 0
         while done < n:
@@ -179,3 +179,4 @@ class UserMemory:
             else:
                 buf = data if isinstance(data, bytearray) else bytearray(data)
                 self.write_from(addr, buffer_address(buf), n)
+
