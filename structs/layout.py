@@ -16,6 +16,7 @@ that needs more stays construct-only and says so.
 
 from __future__ import annotations
 
+import keyword
 import operator
 import struct
 from dataclasses import dataclass
@@ -156,41 +157,61 @@ class Codec:
         for f in fields:
             self._slices.append((pos, f.count))
             pos += f.count
-        if not self._arrays and self.names and all(n.isidentifier() for n in self.names):
+        if self.names and all(n.isidentifier() and not keyword.iskeyword(n) for n in self.names):
             self._specialize()
 
     def _specialize(self) -> None:
-        """Replace unpack/pack/pack_into/make by functions generated for this
+        """Replace unpack/pack/pack_into/make/pack_values by functions generated for this
         field list: an ioctl decodes and encodes one record each, and the
         generic loops (attrgetter, const scan, __init__ call) cost more than
         the struct calls themselves (WAIT: 810 -> 365 ns for both)."""
         attrs = ", ".join(f"r.{n}" for n in self.names)
-        check = " or ".join(f"v[{pos}] != {want[0]!r}" for _, pos, want in self._consts)
+        # Arrays are tuples in a record and a run of values in the struct.
+        flat_attrs = ", ".join(f"*r.{f.name}" if f.count > 1 else f"r.{f.name}" for f in self.fields)
+        flat_args = ", ".join(f"*{f.name}" if f.count > 1 else f.name for f in self.fields)
+        grouped = "v" if not self._arrays else ", ".join(
+            f"v[{p}:{p + n}]" if n > 1 else f"v[{p}]" for p, n in self._slices)
+        defaults = ", ".join(f"{n}=_d{i}" for i, n in enumerate(self.names))
+        check = " or ".join(f"v[{pos}:{pos + len(want)}] != {want!r}" if len(want) > 1 else f"v[{pos}] != {want[0]!r}"
+                            for _, pos, want in self._consts)
         src = (
             "def unpack(buf, offset=0, *, check_const=True):\n"
             "    v = _unpack_from(buf, offset)\n"
             + (f"    if check_const and ({check}):\n"
                "        _generic_unpack(buf, offset)      # raises, naming the field\n" if check else "")
             + "    r = _new(_R)\n"
-            f"    {attrs}, = v\n"
+            f"    {attrs}, = {grouped}\n"
             "    return r\n"
             "def pack_into(buf, offset, r):\n"
-            f"    _pack_into(buf, offset, {attrs})\n"
+            f"    _pack_into(buf, offset, {flat_attrs})\n"
             "def pack(r):\n"
-            f"    return _pack({attrs})\n"
-            f"def make(*, {', '.join(f'{n}=_d{i}' for i, n in enumerate(self.names))}, **unknown):\n"
+            f"    return _pack({flat_attrs})\n"
+            f"def make(*, {defaults}, **unknown):\n"
             "    if unknown:\n"
             "        _unknown(unknown)\n"
             "    r = _new(_R)\n"
             f"    {attrs}, = {', '.join(self.names)},\n"
-            "    return r\n")
+            "    return r\n"
+            f"def pack_loose({defaults}, **_ignored):\n"
+            f"    return _pack({flat_args})\n"
+            f"def pack_strict({defaults}):\n"
+            f"    return _pack({flat_args})\n"
+            "def pack_values(values, *, ignore_unknown=False):\n"
+            "    if ignore_unknown:\n"
+            "        return pack_loose(**values)\n"
+            "    try:\n"
+            "        return pack_strict(**values)\n"
+            "    except TypeError:                 # an unknown field (or a bad value): say which\n"
+            "        return _generic_pack_values(values)\n")
         ns = {"_unpack_from": self.struct.unpack_from, "_pack_into": self.struct.pack_into,
               "_pack": self.struct.pack, "_new": object.__new__, "_R": self.record,
               "_generic_unpack": lambda buf, offset: Codec.unpack(self, buf, offset),
               "_unknown": lambda unknown: Codec.make(self, **unknown),
+              "_generic_pack_values": lambda values: Codec.pack_values(self, values),
               **{f"_d{i}": d for i, d in enumerate(self._defaults)}}
         exec(src, ns)  # noqa: S102 - generated from field names (identifiers) only
         self.unpack, self.pack_into, self.pack, self.make = ns["unpack"], ns["pack_into"], ns["pack"], ns["make"]
+        self.pack_values = ns["pack_values"]
 
     @staticmethod
     def _default(f: Field):

@@ -68,3 +68,49 @@ def test_field_table_is_contiguous():
             assert f.offset == off, (layout.name, f.name)
             off += f.size
         assert off == layout.sizeof()
+
+
+def _all_codecs():
+    from structs import fw
+    out = [(lay.name, lay.codec()) for lay in uapi.LAYOUTS]
+    for v in fw.VERSIONS:
+        S = fw.FwStructs(v)
+        out += [(f"{name}@{fw.version_str(v)}", getattr(S, name).codec()) for name in fw.ALL if hasattr(S, name)]
+    return out
+
+
+@pytest.mark.parametrize("name,codec", _all_codecs(), ids=lambda x: x if isinstance(x, str) else "")
+def test_generated_codec_agrees_with_the_generic_one(name, codec):
+    """unpack/pack/pack_into/make/pack_values are generated per field list
+    (layout.py, _specialize); the generic methods stay the definition."""
+    from structs.layout import Codec
+    assert "unpack" in vars(codec), f"{name}: not specialized"
+    layout_fields = codec.fields
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.fixed_dictionaries({f.name: _field_strategy(f) for f in layout_fields}))
+    def check(values):
+        raw = Codec.pack_values(codec, values)
+        assert codec.pack_values(values) == raw
+        assert codec.pack_values({**values, "not_a_field": 1}, ignore_unknown=True) == raw
+        rec = codec.unpack(raw)
+        assert rec == Codec.unpack(codec, raw)
+        assert codec.pack(rec) == Codec.pack(codec, rec) == raw
+        buf = bytearray(len(raw) + 3)
+        codec.pack_into(buf, 3, rec)
+        assert bytes(buf[3:]) == raw
+        assert codec.make(**values) == Codec.make(codec, **values)
+
+    check()
+    with pytest.raises(LayoutError):
+        codec.make(not_a_field=1)
+    with pytest.raises(LayoutError):
+        codec.pack_values({"not_a_field": 1})
+    consts = [f for f in layout_fields if f.is_const]
+    if consts:
+        bad = bytearray(codec.pack(codec.make()))
+        f = consts[0]
+        bad[f.offset] ^= 0xFF
+        with pytest.raises(LayoutError) as e:
+            codec.unpack(bad)
+        assert e.value.field == f.name
