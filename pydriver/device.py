@@ -214,7 +214,7 @@ class Device:
         off = self.params.alloc(n, align=16)
         if off is None:
             raise DriverError(errno.EBUSY, "too many launches in flight (parameter heap full)")
-        self.vram.u8[off:off + len(data)] = memoryview(data)
+        self.vram.mv[off:off + len(data)] = data
         return off
 
     def retire_after(self, ctx, free, queue=None, seqno: int = 0) -> None:

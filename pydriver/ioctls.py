@@ -178,10 +178,10 @@ def _decode_cmd(raw: bytes, index: int):
         cmd = codec.unpack(raw)
     except LayoutError as e:
         raise DriverError(EINVAL, f"command {index} ({layout.name}): {e}") from None
-    if any(raw[codec.size:]):
+    if raw[codec.size:].strip(b"\0"):
         raise DriverError(EINVAL, f"command {index}: bytes past its {codec.size}-byte layout must be zero")
-    if ctype != CmdType.TRANSFORMER:
-        _zero(cmd.flags, f"command {index}: flags")
+    if ctype != CmdType.TRANSFORMER and cmd.flags:
+        raise DriverError(EINVAL, f"command {index}: flags must be 0, got {cmd.flags:#x}")
     return ctype, cmd
 
 
@@ -249,12 +249,14 @@ def _check_launch(ctx, cmd, index: int) -> dict:
     if cmd.function >= len(fns):
         raise DriverError(EINVAL, f"command {index}: module {cmd.module} has no function {cmd.function}")
     fn = fns[cmd.function]
-    if not (all(g >= 1 for g in cmd.grid) and all(b >= 1 for b in cmd.block)):
-        raise DriverError(EINVAL, f"command {index}: grid {cmd.grid} / block {cmd.block} has a zero dimension")
-    if any(g > m for g, m in zip(cmd.grid, hw.MAX_GRID)):
-        raise DriverError(EINVAL, f"command {index}: grid {cmd.grid} too large")
-    if any(b > m for b, m in zip(cmd.block, hw.MAX_BLOCK)):
-        raise DriverError(EINVAL, f"command {index}: block {cmd.block} too large")
+    g, b = cmd.grid, cmd.block
+    if min(g) < 1 or min(b) < 1:
+        raise DriverError(EINVAL, f"command {index}: grid {g} / block {b} has a zero dimension")
+    mg, mb = hw.MAX_GRID, hw.MAX_BLOCK
+    if g[0] > mg[0] or g[1] > mg[1] or g[2] > mg[2]:
+        raise DriverError(EINVAL, f"command {index}: grid {g} too large")
+    if b[0] > mb[0] or b[1] > mb[1] or b[2] > mb[2]:
+        raise DriverError(EINVAL, f"command {index}: block {b} too large")
     threads = cmd.block[0] * cmd.block[1] * cmd.block[2]
     if threads > hw.MAX_THREADS_PER_BLOCK:
         raise DriverError(EINVAL, f"command {index}: {threads} threads per block > "
@@ -266,7 +268,6 @@ def _check_launch(ctx, cmd, index: int) -> dict:
         raise DriverError(EINVAL, f"command {index}: params_size {cmd.params_size} but "
                           f"{fn.name} takes {fn.param_size} bytes")
     params = ctx.mm.read(cmd.params, cmd.params_size) if cmd.params_size else b""
-    g, b = cmd.grid, cmd.block
     return dict(prints=loaded.prints, code_offset=loaded.code_offset, code_size=loaded.code_size, function=cmd.function,
                 grid_x=g[0], grid_y=g[1], grid_z=g[2], block_x=b[0], block_y=b[1], block_z=b[2],
                 shared_size=cmd.shared_size, params_size=cmd.params_size, params=params)
@@ -308,6 +309,11 @@ def ioctl_submit(ctx, a) -> int:
                 # The kernel's printf output goes up when it is done.
                 extra = [("PRINTF_FLUSH", dict(buffer_offset=dev.print_buffer(ctx),
                                                buffer_size=PRINT_BUFFER_SIZE))]
+            if not params:
+                # Nothing to hand over: no parameter memory to hold until the kernel is done.
+                a.fence = dev.submit(ctx, q, "LAUNCH", extra=extra, params_offset=0,
+                                     prio=q.priority, **fields)
+                continue
             poff = dev.alloc_params(params)
             try:
                 a.fence = dev.submit(ctx, q, "LAUNCH", extra=extra, params_offset=poff,

@@ -79,8 +79,11 @@ class Ring:
     def push(self, entry: bytes) -> int:
         """Append entry (whose bytes 2..3 already hold its size); returns its
         offset in the data area.  RingFull if the consumer is too far behind."""
-        head, tail = self._get(self._head, "head"), self._get(self._tail, "tail")
-        n = align(len(entry))
+        mem, size = self.mem, self.size
+        head, tail = _U32.unpack_from(mem, self._head)[0], _U32.unpack_from(mem, self._tail)[0]
+        if head >= size or tail >= size or (head | tail) & (ALIGN - 1):
+            self._get(self._head, "head"), self._get(self._tail, "tail")      # raises, saying which
+        n = (len(entry) + ALIGN - 1) & ~(ALIGN - 1)
         free = (head - tail - ALIGN) % self.size
         if tail + n > self.size:            # does not fit before the end: wrap
             if free < (self.size - tail) + n:
@@ -104,23 +107,30 @@ class Ring:
         """Yield (offset, entry bytes, None) for every entry between head and
         tail, moving head past each as it is yielded; an entry whose size
         makes no sense yields (offset, None, first bytes) and ends the batch."""
-        mem, data, size = self.mem, self.data, self.size
-        while True:
-            head, tail = self._get(self._head, "head"), self._get(self._tail, "tail")
-            if head == tail:
-                return
+        mem, data, size, head_at = self.mem, self.data, self.size, self._head
+        head, tail = _U32.unpack_from(mem, head_at)[0], _U32.unpack_from(mem, self._tail)[0]
+        if head >= size or tail >= size or (head | tail) & (ALIGN - 1):
+            self._get(head_at, "head"), self._get(self._tail, "tail")         # raises, saying which
+        while head != tail:
             pos = data + head
             etype, esize = _ENTRY_HEAD.unpack_from(mem, pos)
             if etype == 0 and esize == 0:          # wrap marker
-                _U32.pack_into(mem, self._head, 0)
+                head = 0
+                _U32.pack_into(mem, head_at, 0)
                 continue
             avail = (tail - head) % size
-            if esize < _ENTRY_HEAD.size or align(esize) > avail or head + esize > size:
+            n = (esize + ALIGN - 1) & ~(ALIGN - 1)
+            if esize < _ENTRY_HEAD.size or n > avail or head + esize > size:
                 # Skip everything: the producer wrote something we cannot size.
                 bad = bytes(mem[pos:pos + min(64, size - head)])
-                _U32.pack_into(mem, self._head, tail)
+                _U32.pack_into(mem, head_at, tail)
                 yield head, None, bad
                 return
             entry = bytes(mem[pos:pos + esize])
-            _U32.pack_into(mem, self._head, (head + align(esize)) % size)
+            nxt = (head + n) % size
+            _U32.pack_into(mem, head_at, nxt)
             yield head, entry, None
+            head = nxt
+            if head == tail:
+                # Caught up: the producer may have added more meanwhile.
+                tail = self._get(self._tail, "tail")

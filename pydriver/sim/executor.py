@@ -119,21 +119,37 @@ class _Illegal(Exception):
 
 # ============================================================================ launch state
 
+def _views(memory, vram) -> dict:
+    """The VRAM array checked and seen as u8/u16/u32/u64, made once per
+    memory object (a context's VM) rather than per launch: a small kernel's
+    launch would otherwise spend more time here than running it.  Kept on
+    the memory object, so the views go when the context does."""
+    views = getattr(memory, "_executor_views", None)
+    if views is not None and views[1] is vram:
+        return views
+    if not isinstance(vram, np.ndarray) or vram.dtype != np.uint8 or vram.ndim != 1 \
+            or not vram.flags.c_contiguous or not vram.flags.writeable:
+        raise DeviceFault("bad_launch", "device memory is not a writable, contiguous 1-D "
+                          "uint8 array")
+    usable = vram.shape[0] - vram.shape[0] % 8
+    views = {1: vram, 2: vram[:usable].view(np.uint16), 4: vram[:usable].view(np.uint32),
+             8: vram[:usable].view(np.uint64)}
+    try:
+        memory._executor_views = views
+    except AttributeError:          # a memory object that takes no attributes: no cache
+        pass
+    return views
+
+
 class _Launch:
     """Everything one launch shares between its chunks."""
 
     def __init__(self, memory, params: bytes, grid, block, shared_size: int, printf, deadline):
         self.memory = memory
         vram = memory.vram
-        if not isinstance(vram, np.ndarray) or vram.dtype != np.uint8 or vram.ndim != 1 \
-                or not vram.flags.c_contiguous or not vram.flags.writeable:
-            raise DeviceFault("bad_launch", "device memory is not a writable, contiguous 1-D "
-                              "uint8 array")
         self.vram = vram
+        self.views = _views(memory, vram)
         self.vram_size = vram.shape[0]
-        usable = self.vram_size - self.vram_size % 8
-        self.views = {1: vram, 2: vram[:usable].view(np.uint16), 4: vram[:usable].view(np.uint32),
-                      8: vram[:usable].view(np.uint64)}
         self.params = params
         self.grid = grid
         self.block = block
@@ -1512,9 +1528,11 @@ class Program:
 
 def _dims(value, name: str, limits) -> tuple[int, int, int]:
     try:
-        dims = tuple(int(v) for v in value)
+        dims = tuple(map(int, value))
     except (TypeError, ValueError):
         raise DeviceFault("bad_launch", f"{name} must be three integers, got {value!r}") from None
+    if len(dims) == 3 and 1 <= dims[0] <= limits[0] and 1 <= dims[1] <= limits[1] and 1 <= dims[2] <= limits[2]:
+        return dims                   # the usual case, without the loop below
     if len(dims) != 3:
         raise DeviceFault("bad_launch", f"{name} must have 3 dimensions, got {len(dims)}")
     for axis, v, limit in zip("xyz", dims, limits):

@@ -345,7 +345,7 @@ class Firmware:
         program, module = self._program(c.code_offset, c.code_size)
         if c.function >= len(module.functions):
             raise CommandFault("bad_launch", f"function {c.function} not in the module")
-        params = bytes(self.vram.u8[c.params_offset:c.params_offset + c.params_size])
+        params = bytes(self.vram.mv[c.params_offset:c.params_offset + c.params_size])
         watchdog = getattr(c, "watchdog_us", 0)
         deadline = time.monotonic() + (watchdog / 1e6 if watchdog else self.watchdog_s)
         printed: list[bytes] = []
