@@ -33,7 +33,6 @@ from traces.calls import Call, describe_call, read_calls
 from traces.format import CallKind
 from traces.reader import TraceReader
 from traces.replay_status import write_status
-from traces.writer import blob_id
 
 WAIT_FOR_TURN_S = 10.0
 LOOSE_WINDOW = 64
@@ -343,7 +342,8 @@ class ReplayDriver:
     def _check_user_reads(self, call, index, io, rec_args, args, what) -> None:
         reads = [u for u in call.user if u.dir == 0]
         # Only SUBMIT follows pointers nested in what it read; the other
-        # recorded payloads are only needed (decompressed) on a mismatch.
+        # recorded payloads are compared with this run's bytes in place
+        # (decompressed first if they were stored compressed).
         first = [self.reader.blob(reads[0].blob)] if reads and io.name == "SUBMIT" else []
         nested_rec = normalize.nested_pointers(io.name, rec_args, first)
         cur_first = b""
@@ -359,11 +359,9 @@ class ReplayDriver:
                                                         f"(recorded {u.size} bytes read there)"))
             if i == 0:
                 cur_first = got
-            if blob_id(got) == u.blob:
-                continue                      # the common case: same content, same hash
+            if self.reader.blob_equals(u.blob, got):
+                continue                      # the common case: the same bytes
             want = self.reader.blob(u.blob)
-            if got == want:
-                continue
             a = normalize.user_data(io.name, rec_args, 0, want, i)
             b = normalize.user_data(io.name, args, 0, got, i)
             if a != b:

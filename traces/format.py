@@ -9,8 +9,9 @@ point leaves every earlier record intact; the reader reports an incomplete
 last record as truncation.  Every record carries a CRC32 of its type and
 payload, so a flipped byte is reported at its offset instead of decoded
 into nonsense.  Big payloads (user buffers, mapped-memory snapshots) are
-BLOB records, zlib-compressed when that pays and written once per content
-(deduplicated by hash), and referenced by id.
+BLOB records, zlib-compressed when that pays and is cheap (traces/writer.py
+says when), written once per content (deduplicated by size and CRC, confirmed
+by comparing the bytes), and referenced by id.
 
 The header carries the UAPI version, the firmware version, and a hash of the
 *schema*: every layout of structs/ plus the record layouts below.  The
@@ -30,7 +31,10 @@ from structs import fw, uapi
 from structs.layout import Layout
 
 MAGIC = b"AITRACE\0"
-FORMAT_VERSION = 1
+# 2: a BLOB's id is its number in the trace (1 had a BLAKE2 of the content)
+# and big payloads are stored, not compressed; the reader takes both.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class TraceFormatError(Exception):
@@ -116,7 +120,7 @@ User = Layout("User", Struct(
 ))
 
 Blob = Layout("Blob", Struct(
-    "id" / Int64ul,
+    "id" / Int64ul,                 # 1, 2, ...: unique in the trace (USER and SNAP refer to it)
     "raw_size" / Int64ul,
     "codec" / Int8ul,               # 0 stored, 1 zlib, 2 zlib in chunks (u32 n, n x u32 size, streams)
     "pad" / Const(b"\0" * 7),

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 
 from traces import format as tf
-from traces.writer import decompress
+from traces.writer import decompress, same_bytes
 
 
 @dataclass
@@ -56,9 +56,9 @@ class TraceReader:
         if bytes(self.data[:8]) != tf.MAGIC:
             raise tf.TraceFormatError(f"{self.path}: bad magic {bytes(self.data[:8])!r}, not an aicard trace", 0)
         h = hdr.unpack(self.data)
-        if h.format_version != tf.FORMAT_VERSION:
+        if h.format_version not in tf.READABLE_VERSIONS:
             raise tf.TraceFormatError(f"{self.path}: trace format version {h.format_version}, "
-                                      f"this reader knows {tf.FORMAT_VERSION}", 8)
+                                      f"this reader knows {', '.join(map(str, tf.READABLE_VERSIONS))}", 8)
         self.header = h
         pos = hdr.size
         end = pos + h.schema_size + h.argv_size
@@ -126,11 +126,17 @@ class TraceReader:
             pos = body + h.length
             index += 1
 
-    def blob(self, bid: int) -> bytes:
+    def _where(self, bid: int) -> tuple:
         try:
             off, size, raw_size, codec = self.blobs[bid]
         except KeyError:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} is referenced but missing") from None
+        if codec == 0 and size != raw_size:
+            raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} is {size} bytes, header says {raw_size}", off)
+        return off, size, raw_size, codec
+
+    def blob(self, bid: int) -> bytes:
+        off, size, raw_size, codec = self._where(bid)
         body = self.data[off:off + size]
         if codec == 0:
             return bytes(body)
@@ -138,11 +144,21 @@ class TraceReader:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} has unknown codec {codec}", off)
         try:
             raw = decompress(codec, body)
-        except (zlib.error, IndexError) as e:
+        except (zlib.error, IndexError, ValueError) as e:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} does not decompress: {e}", off) from None
         if len(raw) != raw_size:
             raise tf.TraceFormatError(f"{self.path}: blob {bid:#x} is {len(raw)} bytes, header says {raw_size}", off)
         return raw
+
+    def blob_equals(self, bid: int, data) -> bool:
+        """Does blob bid hold exactly data?  A stored blob is compared where
+        it lies in the file, without a copy."""
+        off, size, raw_size, codec = self._where(bid)
+        if len(data) != raw_size:
+            return False
+        if codec == 0:
+            return same_bytes(self.data[off:off + size], data)
+        return same_bytes(self.blob(bid), data)
 
     def close(self) -> None:
         self.data.release()

@@ -97,7 +97,7 @@ class Recorder:
                               ret=ret, a0=a0, a1=a1, a2=a2))
         self._local.batch = None
         self._local.seq = 0
-        w.submit(batch)             # hashed, compressed and written by the writer thread
+        w.submit(batch)             # checksummed, maybe compressed, and written by the writer thread
 
     def _emit(self, records: list) -> None:
         batch = self._batch()
@@ -108,7 +108,7 @@ class Recorder:
 
     def user_at(self, direction, addr, local_addr, n) -> None:
         """A user buffer the driver moved, still at local_addr in this process
-        (VRAM for a copy): copied now, hashed and written later."""
+        (VRAM for a copy): copied now, checksummed and written later."""
         w = self.writer
         seq = getattr(self._local, "seq", 0)
         data, release = self._staging.copy(local_addr, n)
