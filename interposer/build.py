@@ -82,8 +82,11 @@ DRIVER_C = r"""
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "stack.h"
 
 #define AISHIM_PYTHON %(python)s
 
@@ -93,7 +96,8 @@ DRIVER_C = r"""
 static PyGILState_STATE fork_gil;
 static void fork_prepare(void) { fork_gil = PyGILState_Ensure(); PyOS_BeforeFork(); }
 static void fork_parent(void) { PyOS_AfterFork_Parent(); PyGILState_Release(fork_gil); }
-static void fork_child(void) { PyOS_AfterFork_Child(); PyGILState_Release(fork_gil); }
+static pid_t self_pid;
+static void fork_child(void) { self_pid = 0; PyOS_AfterFork_Child(); PyGILState_Release(fork_gil); }
 
 /* Called by the preload library before the first entry point.  If the host
  * process is itself Python, its interpreter is used as it is (cffi does the
@@ -158,6 +162,15 @@ struct user_copy {
 
 static long user_copy1(int pid, int to_user, uint64_t local, uint64_t remote, uint64_t n)
 {
+    if (!self_pid)
+        self_pid = getpid();
+    if (pid == self_pid && aicard_on_live_stack(remote, n)) {
+        if (to_user)
+            memcpy((void *)(uintptr_t)remote, (void *)(uintptr_t)local, n);
+        else
+            memcpy((void *)(uintptr_t)local, (void *)(uintptr_t)remote, n);
+        return (long)n;
+    }
     struct iovec l = { (void *)(uintptr_t)local, n }, r = { (void *)(uintptr_t)remote, n };
     ssize_t got = to_user ? process_vm_writev(pid, &l, 1, &r, 1, 0)
                           : process_vm_readv(pid, &l, 1, &r, 1, 0);
@@ -251,7 +264,7 @@ def build_driver(out: Path) -> Path:
     ffi.cdef(CDEF)
     ffi.embedding_init_code(INIT_CODE % {"site": purelib, "root": str(ROOT), "module": MODULE_NAME})
     ffi.set_source(MODULE_NAME, DRIVER_C % {"python": _c_string(python)},
-                   extra_compile_args=["-O2", "-g"], libraries=["pthread"])
+                   extra_compile_args=["-O2", "-g"], libraries=["pthread"], include_dirs=[str(HERE)])
     tmp = ROOT / "build" / "cffi"
     tmp.mkdir(parents=True, exist_ok=True)
     built = ffi.compile(tmpdir=str(tmp), target=DRIVER_NAME, verbose=False)
@@ -261,7 +274,7 @@ def build_driver(out: Path) -> Path:
 
 
 def sources() -> list[Path]:
-    return [HERE / "preload.c", HERE / "preload.h", Path(__file__).resolve()]
+    return [HERE / "preload.c", HERE / "preload.h", HERE / "stack.h", Path(__file__).resolve()]
 
 
 def is_stale(out: Path = DEFAULT_OUT) -> bool:

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "preload.h"
+#include "stack.h"
 
 #define AICARD_EXPORT __attribute__((visibility("default")))
 
@@ -651,6 +652,13 @@ AICARD_EXPORT int fcntl64(int, int, ...) __attribute__((alias("fcntl")));
 
 static ssize_t copy_user(void *local, uint64_t remote, size_t n, int to_user)
 {
+	if (aicard_on_live_stack(remote, n)) {
+		if (to_user)
+			memcpy((void *)(uintptr_t)remote, local, n);
+		else
+			memcpy(local, (void *)(uintptr_t)remote, n);
+		return 0;
+	}
 	struct iovec l = { local, n }, r = { (void *)(uintptr_t)remote, n };
 	ssize_t got = to_user ? process_vm_writev(self_pid, &l, 1, &r, 1, 0)
 			      : process_vm_readv(self_pid, &l, 1, &r, 1, 0);

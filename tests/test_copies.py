@@ -1,9 +1,14 @@
-"""Big copies, cut into pieces on several threads: every byte arrives, and a
-bad page in any piece is EFAULT for that ioctl only (tests/c/bigcopy.c).
+"""User memory crossing the boundary, from C programs under the real shim.
 
-Three front ends, three copy paths: the preload library (the driver
-library's C splits the copy over two pthreads), the ptrace tracer and the
-daemon (process_vm_* through ctypes, split by pydriver/copythreads.py).
+Big copies are cut into pieces on several threads: every byte must arrive,
+and a bad page in any piece is EFAULT for that ioctl only (tests/c/bigcopy.c),
+under three front ends with three copy paths: the preload library (the
+driver library's C splits the copy over two pthreads), the ptrace tracer and
+the daemon (process_vm_* through ctypes, split by pydriver/copythreads.py).
+
+Small arguments on the caller's live stack are copied with memcpy, the rest
+with process_vm_* (interposer/stack.h): tests/c/argcopy.c tries every kind
+of memory a program may hand over.
 """
 
 from __future__ import annotations
@@ -64,3 +69,22 @@ def test_no_copy_threads_before_a_big_copy():
     r = run([sys.executable, "-c", "import threading, os; os.open('/dev/aicard0', os.O_RDWR); "
              "print(threading.active_count())"])
     assert r.returncode == 0 and r.stdout.strip() == "1", (r.stdout, r.stderr)
+
+
+def _all_ok(r, n):
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == n and all(x.startswith("ok ") for x in lines), (r.stdout, r.stderr)
+
+
+def test_arguments_from_every_kind_of_memory(cbuild):
+    """Stack (memcpy), heap, other threads' stacks, sigaltstack, a coroutine
+    stack (process_vm_*), and bad pointers: right answers or EFAULT."""
+    _all_ok(run([cbuild("argcopy")]), 13)
+
+
+def test_arguments_from_every_kind_of_memory_through_the_daemon(cbuild, tmp_path):
+    d = Daemon(tmp_path)
+    try:
+        _all_ok(run([cbuild("argcopy")], env=d.env()), 13)
+    finally:
+        assert d.stop() == 0, d.log.read_text()
