@@ -104,6 +104,7 @@ class Firmware:
         self.spaces: dict[int, AddressSpace] = {}
         self.queues: dict[tuple, FwQueue] = {}
         self._runners: dict = {}            # command name -> its _cmd_ method
+        self._completion_encoders: dict = {}  # completion name -> (pack_values, type id, size)
         self.cmd_ring: Ring | None = None
         self.evt_ring: Ring | None = None
         self._programs: dict = {}
@@ -524,9 +525,14 @@ class Firmware:
     # -- completions ------------------------------------------------------------
 
     def _push_completion(self, name: str, asid: int, queue: int, seqno: int, **fields) -> None:
-        layout = self.S.completions[name]
-        fields.update(type=self.S.comp_ids[name], entry_size=layout.sizeof(), asid=asid, queue=queue, seqno=seqno)
-        self.evt_ring.push(layout.codec().pack_values(fields))
+        enc = self._completion_encoders.get(name)
+        if enc is None:
+            layout = self.S.completions[name]
+            enc = self._completion_encoders[name] = (layout.codec().pack_values, self.S.comp_ids[name],
+                                                     layout.sizeof())
+        pack, fields["type"], fields["entry_size"] = enc
+        fields["asid"], fields["queue"], fields["seqno"] = asid, queue, seqno
+        self.evt_ring.push(pack(fields))
 
     def _report_fault(self, asid, queue, seqno, kind, message, *, pc, address, cmd_offset, cmd_type) -> None:
         try:
