@@ -53,11 +53,19 @@ def _alive(ctx) -> None:
 
 # -- DEV_QUERY ---------------------------------------------------------------
 
+_CLOCK = int(QueryType.CLOCK)
+
+
+def _clock_answer(timestamp: int, freq: int) -> bytes:
+    c = uapi.Clock.codec()
+    return c.pack(c.make(timestamp=timestamp, freq=freq))
+
+
 def _answer(ctx, qtype: int) -> bytes:
     dev = ctx.device
-    if qtype == QueryType.CLOCK:          # the frequent one (timestamps), first
-        c = uapi.Clock.codec()
-        return c.pack(c.make(timestamp=dev.clock.now(), freq=dev.clock.freq))
+    if qtype == _CLOCK:                   # the frequent one (timestamps), first
+        clock = dev.clock
+        return _clock_answer(clock.now(), clock.freq)
     if qtype == QueryType.DEVICE_INFO:
         return uapi.DeviceInfo.codec().pack(dev.info())
     if qtype == QueryType.MEM_INFO:
@@ -69,9 +77,10 @@ def _answer(ctx, qtype: int) -> bytes:
 
 def ioctl_dev_query(ctx, a) -> int:
     answer = _answer(ctx, a.type)
+    n = len(answer)
     if a.pointer:
-        ctx.mm.write(a.pointer, answer[:a.size])
-    a.size = len(answer)
+        ctx.mm.write(a.pointer, answer if a.size >= n else answer[:a.size])
+    a.size = n
     return 0
 
 
