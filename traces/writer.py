@@ -40,6 +40,7 @@ import threading
 import time
 import zlib
 
+from pydriver import copythreads
 from traces import format as tf
 
 COMPRESS_MIN = 512          # smaller payloads are stored as they are
@@ -50,7 +51,7 @@ MAX_PENDING = 512 << 20     # bytes queued for the writer thread before submit()
 
 COMPRESS_MAX = 1 << 20      # bigger payloads are stored as they are
 IDLE_BACKLOG = 4 << 20      # compress only while at most this much waits for the writer
-PIECE = 1 << 20             # big payloads are checksummed in pieces (on every core when the program waits)
+WIDE_MIN = 1 << 20          # while the program waits, payloads this big are checksummed on every core
 STAGING_MAP_MIN = 1 << 20   # staging buffers this big are mmaps
 COMPARE_STEP = 256 << 10    # byte comparisons go this far at a time (no big temporary copies)
 IOV_MAX = 1024
@@ -58,8 +59,8 @@ _pool = None
 
 
 def _workers():
-    """Threads for piece work: zlib.crc32 and zlib.compress release the GIL
-    on big buffers, so the pieces of one payload use every core."""
+    """Threads for checksums: zlib.crc32 releases the GIL on big buffers, so
+    the slices of one payload use every core."""
     global _pool
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -69,23 +70,6 @@ def _workers():
 
 def _cores() -> int:
     return max(2, os.cpu_count() or 2)
-
-
-def _chunks(data, size: int) -> list:
-    view = memoryview(data)
-    return [view[i:i + size] for i in range(0, len(view), size)] or [view]
-
-
-def _split(items: list, n: int) -> list[list]:
-    """items in at most n contiguous runs of near-equal length."""
-    k, r = divmod(len(items), n)
-    out, pos = [], 0
-    for i in range(n):
-        size = k + (1 if i < r else 0)
-        if size:
-            out.append(items[pos:pos + size])
-        pos += size
-    return out
 
 
 def same_bytes(a, b) -> bool:
@@ -100,8 +84,8 @@ def same_bytes(a, b) -> bool:
 
 
 # -- CRC-32 of a concatenation from the CRCs of its parts (zlib's crc32_combine,
-#    which Python does not expose): pieces are checksummed where they are
-#    made, in parallel, and a record's CRC is put together from them.
+#    which Python does not expose): the slices of a payload are checksummed in
+#    parallel, and a record's CRC is put together from its parts'.
 
 _POLY = 0xEDB88320
 
@@ -164,15 +148,21 @@ def decompress(codec: int, body) -> bytes:
     return b"".join(out)
 
 
-def _crcs(pieces: list) -> list[int]:
-    return [zlib.crc32(p) for p in pieces]
-
-
-def _crcs_wide(pieces: list) -> list[int]:
-    """_crcs on every core."""
-    if len(pieces) < 2:
-        return _crcs(pieces)
-    return [c for group in _workers().map(_crcs, _split(pieces, _cores())) for c in group]
+def _crc(data, wide: bool) -> int:
+    """CRC-32 of data.  In one call, which releases the GIL once: a thread
+    that takes it back often, while the program's thread runs Python, waits
+    up to the switch interval (5 ms) each time.  wide: the program is waiting
+    anyway - one slice per core, put together."""
+    view = memoryview(data).cast("B")
+    k = min(_cores(), len(view) // WIDE_MIN) if wide else 1
+    if k < 2:
+        return zlib.crc32(view)
+    step = -(-len(view) // k)
+    slices = [view[i:i + step] for i in range(0, len(view), step)]
+    crc = 0
+    for piece, c in zip(slices, _workers().map(zlib.crc32, slices)):
+        crc = crc32_combine(crc, c, len(piece))
+    return crc
 
 
 def _worth_compressing(data) -> bool:
@@ -197,10 +187,11 @@ class Blob:
 
 class Staging:
     """Reusable buffers for payloads copied at call time and written later.
-    Fresh big allocations cost a page fault per page (malloc mmaps them, and
-    bytearray() writes zeros first); recycled ones do not, and a fresh big
-    one is mapped with its pages already in (MAP_POPULATE: one system call,
-    40% faster than faulting them in one by one)."""
+    Fresh big allocations cost a page fault per page; recycled ones do not.
+    A big copy is shared by the copy threads (pydriver/copythreads.py), so
+    the faults and the memmove run on every core while the program waits in
+    its call: 64 MiB into a fresh buffer 26 -> 18 ms, into a recycled one
+    9.6 -> 5.3 ms (a bytearray, zero-filled first, took 40 ms)."""
 
     def __init__(self, keep: int = 1 << 30):
         self.keep = keep
@@ -217,7 +208,8 @@ class Staging:
                     break
         if buf is None:
             buf = _mapped(n) if n >= STAGING_MAP_MIN else bytearray(n)
-        ctypes.memmove((ctypes.c_char * len(buf)).from_buffer(buf), local_addr, n)
+        dst = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        copythreads.run(lambda off, size: ctypes.memmove(dst + off, local_addr + off, size), n)
         return memoryview(buf)[:n], lambda: self._give_back(buf)
 
     def _give_back(self, buf) -> None:
@@ -228,8 +220,7 @@ class Staging:
 
 def _mapped(n: int):
     import mmap
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-    return mmap.mmap(-1, n, flags=flags)
+    return mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 class _Stored:
@@ -325,30 +316,24 @@ class TraceWriter:
         payloads).  sync: the program is waiting for this write (else the
         writer thread is storing a submitted batch)."""
         n = len(data)
-        pieces = _chunks(data, PIECE)
-        wide = sync or self._program_waits()
-        crcs = _crcs_wide(pieces) if wide and n > PIECE else _crcs(pieces)
-        crc = crcs[0]
-        for p, c in zip(pieces[1:], crcs[1:]):
-            crc = crc32_combine(crc, c, len(p))
+        crc = _crc(data, sync or self._program_waits())
         key = (n, crc)
         with self.lock:
             candidates = list(self._stored.get(key, ()))
         for s in candidates + [s for s in new if s.key == key]:
             if self._same(s, data):
                 return s.bid
-        parts = self._store(data, pieces, crcs, sync)
-        bufs, codec, size = self._blob_record(n, parts)
+        bufs, codec, size = self._blob_record(n, *self._store(data, crc, sync))
         s = _Stored(bid=self._bid(bufs), key=key, data=data, codec=codec, size=size)
-        s.index = len(out) + 1              # the body is bufs[1:]
+        s.index = len(out) + 1              # the body is bufs[1]
         out.extend(bufs)
         new.append(s)
         return s.bid
 
-    def _store(self, data, pieces: list, crcs: list, sync: bool) -> list:
-        """[(codec, body, crc of body)]: one zlib stream if the payload is small,
-        the writer has time for it (see the module's docstring) and a sample
-        says it pays; else the pieces as they are."""
+    def _store(self, data, crc: int, sync: bool) -> tuple:
+        """(codec, body, crc of body): zlib if the payload is small, the writer
+        has time for it (see the module's docstring) and a sample says it
+        pays; else the payload as it is."""
         n = len(data)
         if sync:
             may = n <= SYNC_COMPRESS_MAX
@@ -358,22 +343,17 @@ class TraceWriter:
         if may and _worth_compressing(data):
             packed = zlib.compress(data, 1)
             if len(packed) < n * 0.9:
-                return [(1, packed, zlib.crc32(packed))]
-        return [(0, p, c) for p, c in zip(pieces, crcs)]
+                return 1, packed, zlib.crc32(packed)
+        return 0, data, crc
 
-    def _blob_record(self, raw_size: int, parts: list) -> tuple[list, int, int]:
-        """The buffers of a BLOB record whose body is parts [(codec, body, crc)]
-        - the record header and fixed part, then one per part - its codec and
-        the size of its body.  The id is filled in by _bid()."""
-        codec = parts[0][0]
-        size = sum(len(b) for _, b, _ in parts)
+    def _blob_record(self, raw_size: int, codec: int, body, body_crc: int) -> tuple[list, int, int]:
+        """The buffers of a BLOB record - the record header and fixed part,
+        the body - its codec and the size of its body.  The header is filled
+        in by _bid()."""
         fixed = self._codecs[tf.RecordType.BLOB].size
-        if fixed + size > tf.MAX_RECORD:
-            raise ValueError(f"record of {fixed + size} bytes is too large")
-        crc = parts[0][2]
-        for _, body, c in parts[1:]:
-            crc = crc32_combine(crc, c, len(body))
-        return [(raw_size, codec, crc, fixed + size), *(b for _, b, _ in parts)], codec, size
+        if fixed + len(body) > tf.MAX_RECORD:
+            raise ValueError(f"record of {fixed + len(body)} bytes is too large")
+        return [(raw_size, codec, body_crc, fixed + len(body)), body], codec, len(body)
 
     def _bid(self, bufs: list) -> int:
         """A new blob id, and bufs[0] made the BLOB record's header with it."""
