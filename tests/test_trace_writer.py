@@ -45,19 +45,17 @@ def test_crc32_combine_matches_zlib():
         a = rnd.randbytes(rnd.randint(0, 3000))
         b = rnd.randbytes(rnd.randint(0, 3000))
         assert tw.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
-    big = rnd.randbytes(3 * tw.PIECE + 123)
-    crc = 0
-    for piece in tw._chunks(big, tw.PIECE):
-        crc = tw.crc32_combine(crc, zlib.crc32(piece), len(piece))
-    assert crc == zlib.crc32(big)
+    big = rnd.randbytes(3 * tw.WIDE_MIN + 123)
+    assert tw._crc(big, wide=True) == tw._crc(big, wide=False) == zlib.crc32(big)
+    assert tw._crc(big[:100], wide=True) == zlib.crc32(big[:100])
 
 
 @pytest.mark.parametrize("submit", [False, True])
 def test_big_payloads_round_trip(tmp_path, submit):
-    """Payloads of several pieces (the last one short), written now or by the
-    writer thread: stored as they are, every record's CRC right."""
+    """Big payloads, written now (checksummed on every core) or by the writer
+    thread: stored as they are, every record's CRC right."""
     path, w = _writer(tmp_path)
-    datas = [os.urandom(3 * tw.PIECE + 12345), os.urandom(tw.PIECE), bytes(5 * tw.PIECE + 1)]
+    datas = [os.urandom(3 * tw.WIDE_MIN + 12345), os.urandom(tw.WIDE_MIN), bytes(5 * tw.WIDE_MIN + 1)]
     for i, d in enumerate(datas):
         (w.submit if submit else w.write)([w.encode(tf.RecordType.CALL, seq=i + 1, phase=1), _user(w, d, i + 1)])
     w.close()
@@ -71,7 +69,7 @@ def test_big_payloads_round_trip(tmp_path, submit):
 
 def test_a_payload_is_written_once(tmp_path):
     path, w = _writer(tmp_path)
-    big = os.urandom(2 * tw.PIECE + 7)
+    big = os.urandom(2 * tw.WIDE_MIN + 7)
     small = b"query answer" * 100
     w.write([_user(w, big), _user(w, small)])
     w.write([_user(w, bytes(big)), _user(w, small), _user(w, big)])   # against the file, and in one batch
@@ -86,11 +84,10 @@ def test_same_size_and_crc_is_not_enough(tmp_path, monkeypatch):
     """The dedupe key only finds candidates: every one is compared byte for
     byte, in memory (same batch) or read back from the file (compressed or
     not), so different payloads keep their own blobs."""
-    monkeypatch.setattr(tw, "_crcs", lambda pieces: [0] * len(pieces))
-    monkeypatch.setattr(tw, "_crcs_wide", lambda pieces: [0] * len(pieces))
+    monkeypatch.setattr(tw, "_crc", lambda data, wide: 0)
     monkeypatch.setattr(tw.TraceWriter, "_bid", _bid_keeping_crc)
     path, w = _writer(tmp_path)
-    a, b = os.urandom(tw.PIECE + 5), os.urandom(tw.PIECE + 5)
+    a, b = os.urandom(tw.WIDE_MIN + 5), os.urandom(tw.WIDE_MIN + 5)
     ca, cb = b"A" * 4096, b"A" * 4095 + b"B"           # compressible: stored compressed
     w.write([_user(w, a), _user(w, b)])                # same batch
     w.write([_user(w, b), _user(w, a), _user(w, ca)])  # against the file
@@ -102,11 +99,10 @@ def test_same_size_and_crc_is_not_enough(tmp_path, monkeypatch):
 
 
 def _bid_keeping_crc(self, bufs):
-    """TraceWriter._bid with the body's real CRC (the test fakes the pieces'
-    CRCs to make every payload of a size collide)."""
-    body = b"".join(bytes(x) for x in bufs[1:])
+    """TraceWriter._bid with the body's real CRC (the test fakes payload CRCs
+    to make every payload of a size collide)."""
     raw_size, codec, _, length = bufs[0]
-    bufs[0] = (raw_size, codec, zlib.crc32(body), length)
+    bufs[0] = (raw_size, codec, zlib.crc32(bufs[1]), length)
     return _real_bid(self, bufs)
 
 
@@ -118,7 +114,7 @@ def test_compression_only_while_the_writer_keeps_up(tmp_path):
     path, w = _writer(tmp_path)
     w.submit([_user(w, compressible)])                            # idle writer, small payload
     w.flush()
-    w.submit([_user(w, compressible + b"!" * tw.PIECE)])          # too big
+    w.submit([_user(w, compressible + b"!" * tw.WIDE_MIN)])       # too big
     w._held = 1                                                   # the program waits
     w.submit([_user(w, compressible[:-1] + b"?")])
     w.flush()
@@ -132,13 +128,13 @@ def test_compression_only_while_the_writer_keeps_up(tmp_path):
 
 def test_damage_inside_a_big_payload_is_found(tmp_path):
     path, w = _writer(tmp_path)
-    w.write([_user(w, os.urandom(2 * tw.PIECE))])
+    w.write([_user(w, os.urandom(2 * tw.WIDE_MIN))])
     w.close()
     r = TraceReader(path)
     offsets = [rec.offset for rec in r.records() if rec.type == tf.RecordType.BLOB]
     r.close()
     data = bytearray(open(path, "rb").read())
-    data[offsets[0] + 100 + tw.PIECE] ^= 0x10
+    data[offsets[0] + 100 + tw.WIDE_MIN] ^= 0x10
     open(path, "wb").write(data)
     with pytest.raises(tf.TraceFormatError, match=f"checksum mismatch.*byte offset {offsets[0]:#x}"):
         list(TraceReader(path).records())
