@@ -93,6 +93,19 @@ class ReplayDriver:
         for i, c in enumerate(self.calls):
             c.pos = i                          # its place in the replay order
             c.release = len(self.calls) if c.ret is None else bisect.bisect_left(enters, c.t_exit)
+        # Mapped-buffer snapshots are memory every thread sees: they are put
+        # back in the order the calls carrying them returned in the
+        # recording, and a call returns only once those that returned before
+        # it have put theirs back.  (A host-function thread leaving
+        # NOTIFY_WAIT reads a mapped buffer another thread's SUBMIT filled.)
+        carriers = sorted((c for c in self.calls if c.snaps_after and c.ret is not None), key=lambda c: c.t_exit)
+        exits = [c.t_exit for c in carriers]
+        for c in self.calls:
+            c.snaps_needed = bisect.bisect_left(exits, c.t_exit) if c.ret is not None else len(carriers)
+        for rank, c in enumerate(carriers):
+            c.snap_rank = rank
+        self._snaps_done = [False] * len(carriers)
+        self._snaps_prefix = 0                 # carriers 0.. this have put their snapshots back
         self.status_path = status_path
         self.loose = loose
         self.mm = mm or UserMemory()
@@ -162,9 +175,15 @@ class ReplayDriver:
 
     def _finish_call(self, call: Call) -> None:
         """The call returns: once the calls that in the recording were entered
-        before it returned have been entered here too."""
+        before it returned have been entered here too.  Then its mapped-buffer
+        snapshots are put back - not earlier: they may hold what the
+        program's own threads wrote meanwhile - after those of the calls
+        that returned before it."""
         with self.cond:
             self.cond.wait_for(lambda: self.taken_count >= call.release or self.diverged, WAIT_FOR_TURN_S)
+        self._restore_snapshots(call)
+        with self.cond:
+            self.cond.wait_for(lambda: self._snaps_prefix >= call.snaps_needed or self.diverged, WAIT_FOR_TURN_S)
             self.consumed += 1
             self.cond.notify_all()
 
@@ -307,7 +326,6 @@ class ReplayDriver:
                                        [("arg", call.arg_in.hex(), actual.hex())]))
         elif call.ret >= 0 and call.arg_out and (ioc.ioc_dir(req) & ioc.READ):
             buf[:len(call.arg_out)] = call.arg_out
-        self._restore_snapshots(call)
         self._finish_call(call)
         return call.ret
 
@@ -408,12 +426,23 @@ class ReplayDriver:
                 dev.vram.free(bo.vram_offset, bo.size)
 
     def _restore_snapshots(self, call) -> None:
+        if not call.snaps_after or call.ret is None:
+            return
+        rank = call.snap_rank
+        with self.cond:
+            # The snapshots of calls that returned earlier go first.
+            self.cond.wait_for(lambda: self._snaps_prefix >= rank or self.diverged, WAIT_FOR_TURN_S)
         for s in call.snaps_after:
             dev = self.devices.get(s.minor)
             bo = dev.bos.get(s.handle) if dev else None
             if bo is not None:
                 data = self.reader.blob(s.blob)
                 dev.vram.write(bo.vram_offset + s.offset, data)
+        with self.cond:
+            self._snaps_done[rank] = True
+            while self._snaps_prefix < len(self._snaps_done) and self._snaps_done[self._snaps_prefix]:
+                self._snaps_prefix += 1
+            self.cond.notify_all()
 
     def mmap(self, fd: int, length: int, prot: int, flags: int, offset: int):
         """A mapping that works is reported by mapped(); one that the recorded
