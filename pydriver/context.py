@@ -28,7 +28,7 @@ class Context:
         self.id = next(_ids)
         self.device = device
         self.mm = mm
-        self.vm = VM(device.vram.u8, window)
+        self.vm = VM(device.vram, window)
         self.bos: dict = {}
         self.bo_by_mmap: dict = {}
         self.queues: dict = {}

@@ -143,7 +143,7 @@ class Device:
                       cmd_ring_size=CMD_RING_SIZE, evt_ring_offset=evt_off, evt_ring_size=EVT_RING_SIZE,
                       timestamp_freq=self.clock.freq & 0xFFFFFFFF if self.drv_version < fw.FW_2_1
                       else self.clock.freq, max_queues=0xFFFF, features=0)
-        init.pack_into(self.vram.u8, init_off, init.make(**{k: v for k, v in values.items() if k in init.names}))
+        init.pack_into(self.vram.mv, init_off, init.make(**{k: v for k, v in values.items() if k in init.names}))
         self.firmware = Firmware(self.vram, self.fw_version, self.clock, watchdog_s=self.config.watchdog_s,
                                  log=log)
         self.firmware.boot(init_off)
@@ -203,7 +203,7 @@ class Device:
         off = self.slots.alloc(size, align=16)
         if off is None:
             raise DriverError(errno.ENOMEM, "no free fence/event slots on the device")
-        self.vram.u8[off:off + size] = 0
+        self.vram.mv[off:off + size] = bytes(size)
         return off
 
     def free_slot(self, off: int, size: int) -> None:
@@ -397,13 +397,13 @@ class Device:
     def _decode_own(self, offset: int) -> str:
         """The command at ring offset as this driver encoded it."""
         pos = self.cmd_ring.data + offset
-        hdr = self.vram.u8[pos:pos + 4].tobytes()
+        hdr = bytes(self.vram.mv[pos:pos + 4])
         etype, size = int.from_bytes(hdr[:2], "little"), int.from_bytes(hdr[2:], "little")
         name = self.S.cmd_names.get(etype)
         if not name or size != self.S.commands[name].sizeof():
             return ""
         layout = self.S.commands[name]
-        rec = layout.codec().unpack(self.vram.u8[pos:pos + size].tobytes(), check_const=False)
+        rec = layout.codec().unpack(bytes(self.vram.mv[pos:pos + size]), check_const=False)
         return f"{name} (fw {fw.version_str(self.drv_version)} layout) {describe.record(layout, rec)}"
 
     def _run_retire(self) -> None:
@@ -429,10 +429,10 @@ class Device:
     # -- events (slots in VRAM) -------------------------------------------------
 
     def event_slot(self, ev):
-        return self.S.EventSlot.codec().unpack(self.vram.u8, ev.slot, check_const=False)
+        return self.S.EventSlot.codec().unpack(self.vram.mv, ev.slot, check_const=False)
 
     def write_event_slot(self, ev, slot) -> None:
-        self.S.EventSlot.codec().pack_into(self.vram.u8, ev.slot, slot)
+        self.S.EventSlot.codec().pack_into(self.vram.mv, ev.slot, slot)
 
     def signal_event(self, ev) -> None:
         """Host-side signal: what the firmware does for EVENT_WRITE."""

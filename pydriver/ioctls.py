@@ -465,7 +465,7 @@ def ioctl_module_load(ctx, a) -> int:
     off = dev.vram.alloc(len(image))
     if off is None:
         raise DriverError(ENOMEM, f"no VRAM for a {len(image)}-byte module")
-    dev.vram.u8[off:off + len(image)] = memoryview(image)
+    dev.vram.mv[off:off + len(image)] = image
     loaded = LoadedModule(ctx.new_handle(), module, off, len(image), prints)
     ctx.modules[loaded.handle] = loaded
     a.handle = loaded.handle

@@ -12,8 +12,6 @@ from __future__ import annotations
 import bisect
 import itertools
 
-import numpy as np
-
 from pydriver.ranges import RangeAllocator
 from pydriver.sim.faults import MemoryFault
 
@@ -27,14 +25,15 @@ _window_ids = itertools.count(0)
 
 
 class VM:
-    def __init__(self, vram_u8: np.ndarray, window: int | None = None):
-        """window: which 1 TiB window of device addresses; default the next
+    def __init__(self, vram, window: int | None = None):
+        """vram: the device's Vram (the executor sees it as vram.u8).
+        window: which 1 TiB window of device addresses; default the next
         one of this process (the daemon numbers them per client process, so
         a program gets the same addresses run after run, as embedded)."""
         window = (next(_window_ids) if window is None else window) % VA_WINDOWS
         self.base = VA_FIRST + window * VA_WINDOW
         self._va = RangeAllocator(self.base, VA_WINDOW)
-        self.vram = vram_u8
+        self._vram = vram
         self._starts: list[int] = []     # sorted gpu_va of mapped BOs
         self._bos: list = []             # parallel to _starts
         self._arrays = None              # numpy copies for vectorized lookups
@@ -68,8 +67,14 @@ class VM:
 
     # -- the executor's view (GlobalMemory protocol) ------------------------
 
+    @property
+    def vram(self):
+        """The whole device memory as a numpy uint8 array."""
+        return self._vram.u8
+
     def translate(self, addr: np.ndarray, size: int, write: bool) -> np.ndarray:
         """VRAM offsets for device addresses; MemoryFault if any is unmapped."""
+        import numpy as np      # a kernel is running: numpy is loaded (not at start-up)
         if addr.size == 0:
             return addr.astype(np.int64)
         lo = int(addr.min())
@@ -81,6 +86,7 @@ class VM:
         return self._translate_slow(addr, size, write)
 
     def _translate_slow(self, addr: np.ndarray, size: int, write: bool) -> np.ndarray:
+        import numpy as np
         if self._arrays is None:
             self._arrays = (
                 np.array(self._starts, dtype=np.uint64),

@@ -13,8 +13,6 @@ from __future__ import annotations
 import mmap
 import os
 
-import numpy as np
-
 from pydriver.ranges import RangeAllocator, align_up
 from pydriver.uaccess import buffer_address
 
@@ -27,12 +25,23 @@ class Vram:
         self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
         os.ftruncate(self.fd, self.size)
         self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.u8 = np.frombuffer(self._map, dtype=np.uint8)
-        # The same bytes as a plain memoryview: small reads and writes (ring
-        # entries, slots) cost a fraction of a numpy slice assignment.
+        # The bytes as a plain memoryview: rings, slots and the driver's small
+        # reads and writes use it (a fraction of a numpy slice assignment).
+        # The numpy view (u8) is for kernels and copies, made on first use:
+        # numpy costs ~50 ms of start-up a program that only queries never needs.
         self.mv = memoryview(self._map)
+        self._u8 = None
+        self._closed = False
         self.address = buffer_address(self._map)
         self._alloc = RangeAllocator(0, self.size)
+
+    @property
+    def u8(self):
+        """The whole VRAM as a numpy uint8 array (None once closed)."""
+        if self._u8 is None and not self._closed:
+            import numpy as np
+            self._u8 = np.frombuffer(self._map, dtype=np.uint8)
+        return self._u8
 
     @property
     def used(self) -> int:
@@ -50,7 +59,8 @@ class Vram:
     def close(self) -> None:
         """Drop this process's handles without touching the pages (after fork
         the parent still uses them)."""
-        self.u8 = None
+        self._u8 = None
+        self._closed = True
         self.mv.release()
         try:
             self._map.close()

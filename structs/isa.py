@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import enum
 
-import numpy as np
 from construct import (
     BitStruct,
     BitsInteger,
@@ -273,16 +272,29 @@ def derive_numpy_layout(struct):
         formats.append(np_fmt)
         offsets.append(offset)
         offset += size
+    import numpy as np
     dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
                       "itemsize": offset})
     return dtype, bitfields
 
 
-INSTRUCTION_DTYPE, INSTRUCTION_BITFIELDS = derive_numpy_layout(Instruction)
-assert INSTRUCTION_DTYPE.itemsize == INSTRUCTION_SIZE
+_derived: tuple | None = None
 
 
-def decode_instructions(code: bytes) -> dict[str, np.ndarray]:
+def __getattr__(name: str):
+    """INSTRUCTION_DTYPE and INSTRUCTION_BITFIELDS, derived on first use:
+    they need numpy, and a process whose first device call is a query (the
+    start-up the README measures) should not wait ~50 ms for numpy."""
+    global _derived
+    if name in ("INSTRUCTION_DTYPE", "INSTRUCTION_BITFIELDS"):
+        if _derived is None:
+            _derived = derive_numpy_layout(Instruction)
+            assert _derived[0].itemsize == INSTRUCTION_SIZE
+        return _derived[0] if name == "INSTRUCTION_DTYPE" else _derived[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def decode_instructions(code: bytes) -> dict:
     """Decode a whole code section at once: {field name: array}, one element per instruction.
     Byte fields keep their declared names; BitStruct members are "<field>_<member>"
     (e.g. "guard_pred", "flags_b_imm").  Arrays keep the fields' own widths (uint8 / uint32),
@@ -290,10 +302,12 @@ def decode_instructions(code: bytes) -> dict[str, np.ndarray]:
     len(code) must be a multiple of INSTRUCTION_SIZE."""
     if len(code) % INSTRUCTION_SIZE:
         raise ValueError(f"code size {len(code)} is not a multiple of {INSTRUCTION_SIZE}")
-    raw = np.frombuffer(code, dtype=INSTRUCTION_DTYPE)
-    out = {name: np.ascontiguousarray(raw[name]).astype(INSTRUCTION_DTYPE[name].newbyteorder("="))
-           for name in INSTRUCTION_DTYPE.names}
-    for name, (field, shift, width) in INSTRUCTION_BITFIELDS.items():
+    import numpy as np
+    dtype, bitfields = __getattr__("INSTRUCTION_DTYPE"), __getattr__("INSTRUCTION_BITFIELDS")
+    raw = np.frombuffer(code, dtype=dtype)
+    out = {name: np.ascontiguousarray(raw[name]).astype(dtype[name].newbyteorder("="))
+           for name in dtype.names}
+    for name, (field, shift, width) in bitfields.items():
         out[name] = (out[field] >> shift) & ((1 << width) - 1)
     return out
 

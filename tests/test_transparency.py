@@ -57,3 +57,20 @@ def test_no_driver_loaded_without_device_use(built):
 def test_python_host_untouched(built):
     code = "import sys; print(sys.path); print(sorted(sys.modules))"
     assert run([sys.executable, "-c", code]).stdout == run([sys.executable, "-c", code], shim=False).stdout
+
+
+def test_a_query_loads_no_numpy(built):
+    """Start-up pays only for what a run uses: opening a device and asking
+    it a question must not import numpy (~50 ms; kernels and copies do)."""
+    from structs import uapi
+    query = next(io for io in uapi.IOCTLS if io.name == "DEV_QUERY")
+    code = ("import fcntl, os, sys\n"
+            "from structs import uapi\n"
+            "fd = os.open('/dev/aicard0', os.O_RDWR)\n"
+            "c = uapi.DevQuery.codec()\n"
+            "buf = bytearray(c.pack(c.make(type=0, size=0, pointer=0)))\n"
+            f"fcntl.ioctl(fd, {query.request}, buf)\n"
+            "print(c.unpack(buf).size, 'numpy' in sys.modules)\n")
+    r = run([sys.executable, "-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(uapi.DeviceInfo.sizeof()), "False"], r.stdout

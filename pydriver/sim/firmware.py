@@ -117,7 +117,7 @@ class Firmware:
     # -- boot and address spaces (what the driver programs) ------------------
 
     def boot(self, init_offset: int = 0) -> None:
-        init = self.S.InitData.codec().unpack(self.vram.u8, init_offset, check_const=False)
+        init = self.S.InitData.codec().unpack(self.vram.mv, init_offset, check_const=False)
         if init.magic != fw.INIT_MAGIC:
             raise RingError(f"no init data at VRAM 0x{init_offset:x} (magic {init.magic:#x})")
         # A driver built for another version gets every command refused
@@ -230,7 +230,7 @@ class Firmware:
             # The completion goes first: if the ring is full we retry the
             # whole command later without having half-done it.
             self._push_completion("FENCE_SIGNALLED", cmd.asid, cmd.queue, cmd.value, status=q.status)
-            self._fence_slot.pack_into(self.vram.u8, cmd.fence_offset, self._fence_slot.record(cmd.value))
+            self._fence_slot.pack_into(self.vram.mv, cmd.fence_offset, self._fence_slot.record(cmd.value))
             return
         if space.faulted and p.name != "PRINTF_FLUSH":
             # The context is dead: skip, its fences report it.  (What its
@@ -327,7 +327,7 @@ class Firmware:
         if prog is None:
             from pydriver.sim.executor import Program
             from structs.module import ModuleFormatError, parse_module
-            image = bytes(self.vram.u8[offset:offset + size])
+            image = bytes(self.vram.mv[offset:offset + size])
             try:
                 module = parse_module(image)
             except ModuleFormatError as e:
@@ -372,7 +372,7 @@ class Firmware:
             self._bad_command(offset, entry, f"print buffer [0x{c.buffer_offset:x}, "
                                              f"+0x{c.buffer_size:x}) does not fit in VRAM")
             return
-        self._pbuf.pack_into(self.vram.u8, c.buffer_offset,
+        self._pbuf.pack_into(self.vram.mv, c.buffer_offset,
                              self._pbuf.make(size=c.buffer_size - fw.PRINTF_HEADER_SIZE))
         space.printf_offset, space.printf_size = c.buffer_offset, c.buffer_size
 
@@ -380,7 +380,7 @@ class Firmware:
         """Append a launch's printf output (one piece per thread and printf)
         to the space's print buffer; pieces that do not fit whole are counted
         as dropped (like a full printf FIFO)."""
-        h = self._pbuf.unpack(self.vram.u8, space.printf_offset, check_const=False)
+        h = self._pbuf.unpack(self.vram.mv, space.printf_offset, check_const=False)
         room = max(0, h.size - h.tail)
         n = total = 0
         for piece in pieces:
@@ -390,10 +390,10 @@ class Firmware:
             n += 1
         keep = b"".join(pieces[:n])
         start = space.printf_offset + fw.PRINTF_HEADER_SIZE + h.tail
-        self.vram.u8[start:start + len(keep)] = memoryview(keep)
+        self.vram.mv[start:start + len(keep)] = keep
         h.tail += len(keep)
         h.dropped += sum(len(p) for p in pieces[n:])
-        self._pbuf.pack_into(self.vram.u8, space.printf_offset, h)
+        self._pbuf.pack_into(self.vram.mv, space.printf_offset, h)
 
     def _cmd_printf_flush(self, space, c) -> int:
         """Send [head, tail) of the print buffer up the completion ring, one
@@ -405,21 +405,21 @@ class Firmware:
             raise CommandFault("bad_command", f"PRINTF_FLUSH of 0x{c.buffer_offset:x}, but the "
                                f"print buffer of this address space is at 0x{space.printf_offset:x}")
         base = c.buffer_offset
-        h = self._pbuf.unpack(self.vram.u8, base, check_const=False)
+        h = self._pbuf.unpack(self.vram.mv, base, check_const=False)
         sent = 0
         while h.head < h.tail:
             n = min(PRINTF_CHUNK, h.tail - h.head)
             start = base + fw.PRINTF_HEADER_SIZE + h.head
-            self._push_printf(c, bytes(self.vram.u8[start:start + n]))
+            self._push_printf(c, bytes(self.vram.mv[start:start + n]))
             h.head += n
             sent += n
-            self._pbuf.pack_into(self.vram.u8, base, h)
+            self._pbuf.pack_into(self.vram.mv, base, h)
         if h.dropped:
             self._push_printf(c, b"[aicard: %d bytes of device printf output lost: the print "
                                  b"buffer was full]\n" % h.dropped)
             h.dropped = 0
         h.head = h.tail = 0
-        self._pbuf.pack_into(self.vram.u8, base, h)
+        self._pbuf.pack_into(self.vram.mv, base, h)
         return SMALL_OVERHEAD + sent // COPY_BYTES_PER_TICK
 
     def _push_printf(self, c, text: bytes) -> None:
@@ -436,7 +436,7 @@ class Firmware:
         return SMALL_OVERHEAD
 
     def _cmd_fence_reset(self, space, c) -> int:
-        self._fence_slot.pack_into(self.vram.u8, c.fence_offset, self._fence_slot.record(c.value))
+        self._fence_slot.pack_into(self.vram.mv, c.fence_offset, self._fence_slot.record(c.value))
         q = self.queues.get((c.asid, c.queue))
         if q is not None:
             q.status = FENCE_OK
@@ -497,26 +497,26 @@ class Firmware:
         raise CommandFault("bad_command", f"transformer op {c.op}")
 
     def _event_signalled(self, offset: int) -> bool:
-        return self._slot.unpack(self.vram.u8, offset, check_const=False).status == EVENT_SIGNALED
+        return self._slot.unpack(self.vram.mv, offset, check_const=False).status == EVENT_SIGNALED
 
     def _cmd_event_write(self, space, c) -> int:
-        slot = self._slot.unpack(self.vram.u8, c.event_offset, check_const=False)
+        slot = self._slot.unpack(self.vram.mv, c.event_offset, check_const=False)
         slot.pending = max(0, slot.pending - 1)
         if slot.pending == 0:
             slot.status = c.status
         if c.timestamp:
             slot.timestamp = self.clock.now()
-        self._slot.pack_into(self.vram.u8, c.event_offset, slot)
+        self._slot.pack_into(self.vram.mv, c.event_offset, slot)
         return SMALL_OVERHEAD
 
     def _cmd_event_wait(self, space, c) -> int:
         return SMALL_OVERHEAD
 
     def _cmd_event_reset(self, space, c) -> int:
-        slot = self._slot.unpack(self.vram.u8, c.event_offset, check_const=False)
+        slot = self._slot.unpack(self.vram.mv, c.event_offset, check_const=False)
         if slot.pending == 0:
             slot.status = EVENT_UNSIGNALED
-            self._slot.pack_into(self.vram.u8, c.event_offset, slot)
+            self._slot.pack_into(self.vram.mv, c.event_offset, slot)
         return SMALL_OVERHEAD
 
     def _cmd_membar(self, space, c) -> int:
