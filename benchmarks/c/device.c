@@ -81,7 +81,8 @@ int main(int argc, char **argv)
 		CK(aiMemcpy(d1, h1, max, aiMemcpyHostToDevice));	/* touch every page once */
 		CK(aiMemcpy(d2, h1, max, aiMemcpyHostToDevice));
 		for (size_t n = 4096; n <= max; n *= 4) {
-			int reps = n < (1u << 20) ? 50 : 5;
+			/* best of many: on a shared 2-core VM single copies vary 2x */
+			int reps = n < (1u << 20) ? 50 : n <= (16u << 20) ? 20 : 5;
 			printf("%zu %.6g %.6g %.6g %.6g\n", n, n / best_of(reps, host_memcpy, h2, h1, n) / 1e9,
 			       n / best_of(reps, htod, d1, h1, n) / 1e9, n / best_of(reps, dtoh, h2, d1, n) / 1e9,
 			       n / best_of(reps, dtod, d2, d1, n) / 1e9);
@@ -115,6 +116,11 @@ int main(int argc, char **argv)
 		aiFunction_t f = kernel("vecadd.aimod", "vecadd");
 		void *args[] = { &da, &db, &dc, &n };
 		aiDim3 grid = { (n + 255) / 256, 1, 1 }, block = { 256, 1, 1 };
+		/* Once untimed: the first launch loads the executor (and numpy). */
+		CK(aiLaunchKernel(f, grid, block, args, 0, NULL));
+		CK(aiDeviceSynchronize());
+		for (unsigned i = 0; i < n; i++)
+			hc[i] = 0.0f;
 		double t = now();
 		CK(aiLaunchKernel(f, grid, block, args, 0, NULL));
 		CK(aiDeviceSynchronize());
