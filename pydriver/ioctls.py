@@ -468,6 +468,9 @@ def ioctl_module_load(ctx, a) -> int:
     dev.vram.mv[off:off + len(image)] = image
     loaded = LoadedModule(ctx.new_handle(), module, off, len(image), prints)
     ctx.modules[loaded.handle] = loaded
+    # Kernels are coming: the simulator loads its executor (and numpy) now
+    # rather than inside the first launch a program may be timing.
+    dev.firmware.expect_launches()
     a.handle = loaded.handle
     a.function_count = len(module.functions)
     return 0

@@ -137,6 +137,11 @@ class Firmware:
         for key in [k for k in self.queues if k[0] == asid]:
             del self.queues[key]
 
+    def expect_launches(self) -> None:
+        """A module was loaded: have the executor ready (it is not loaded at
+        boot, so a program that never launches does not pay for it)."""
+        _executor()
+
     # -- the doorbell ---------------------------------------------------------
 
     def doorbell(self) -> bool:
