@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "preload.h"
+#define AICARD_STACK_TLS __attribute__((tls_model("initial-exec")))
 #include "stack.h"
 
 #define AICARD_EXPORT __attribute__((visibility("default")))

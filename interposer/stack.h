@@ -16,11 +16,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The includer may choose a TLS model: the preload library, loaded at
+ * start-up, uses initial-exec (no __tls_get_addr on the hot path); the
+ * dlopen()ed driver library keeps the default, which cannot run out of the
+ * static TLS space a dlopen()ed library would have to borrow. */
+#ifndef AICARD_STACK_TLS
+#define AICARD_STACK_TLS
+#endif
+
 /* This thread's stack as pthread describes it; known < 0: could not tell.
  * (A forked child keeps its thread's stack at the same addresses.) */
-static __thread uintptr_t aicard_stack_lo __attribute__((tls_model("initial-exec")));
-static __thread uintptr_t aicard_stack_hi __attribute__((tls_model("initial-exec")));
-static __thread int aicard_stack_known __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t aicard_stack_lo AICARD_STACK_TLS;
+static __thread uintptr_t aicard_stack_hi AICARD_STACK_TLS;
+static __thread int aicard_stack_known AICARD_STACK_TLS;
 
 /* Between our frame (always below the caller's) and the top of the stack. */
 static __attribute__((noinline, unused)) int aicard_on_live_stack(uintptr_t p, size_t n)
