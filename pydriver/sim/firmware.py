@@ -105,6 +105,7 @@ class Firmware:
         self.queues: dict[tuple, FwQueue] = {}
         self._runners: dict = {}            # command name -> its _cmd_ method
         self._completion_encoders: dict = {}  # completion name -> (pack_values, type id, size)
+        self._decoders: dict = {}           # command type id -> (name, size, unpack), this version's
         self.cmd_ring: Ring | None = None
         self.evt_ring: Ring | None = None
         self._programs: dict = {}
@@ -161,16 +162,20 @@ class Firmware:
             self._bad_command(offset, entry, f"the driver speaks firmware "
                                              f"{fw.version_str(self.driver_version)} (init data)")
             return
-        etype = int.from_bytes(entry[:2], "little")
-        name, layout = self.S.command_by_id(etype)
-        if layout is None:
-            self._bad_command(offset, entry, f"unknown command type {etype:#x}")
-            return
-        if len(entry) != layout.sizeof():
-            self._bad_command(offset, entry, f"{name} is {layout.sizeof():#x} bytes in firmware "
+        etype = entry[0] | entry[1] << 8
+        dec = self._decoders.get(etype)
+        if dec is None:
+            name, layout = self.S.command_by_id(etype)
+            if layout is None:
+                self._bad_command(offset, entry, f"unknown command type {etype:#x}")
+                return
+            dec = self._decoders[etype] = (name, layout.sizeof(), layout.codec().unpack)
+        name, size, unpack = dec
+        if len(entry) != size:
+            self._bad_command(offset, entry, f"{name} is {size:#x} bytes in firmware "
                                              f"{fw.version_str(self.version)}, entry is {len(entry):#x}")
             return
-        cmd = layout.codec().unpack(entry, check_const=False)
+        cmd = unpack(entry, check_const=False)
         if cmd.asid not in self.spaces:
             self._bad_command(offset, entry, f"{name} for unknown address space {cmd.asid}")
             return
