@@ -209,12 +209,14 @@ def cmd_serve(args, out) -> int:
     except ServerError as e:
         raise AishimError(str(e)) from None
     old = {}
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     try:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             old[s] = signal.signal(s, stop)
         print(f"aishim: serving {config.devices} device(s) on {args.socket} (pid {os.getpid()})", file=out,
               flush=True)
-        server.serve_forever()
+        server.serve_forever(wakeup_fd=wake_r)
     except _Stop:
         pass
     finally:
@@ -222,6 +224,9 @@ def cmd_serve(args, out) -> int:
         server.shutdown()
         for s, h in old.items():
             signal.signal(s, h)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
     return 0
 
 
