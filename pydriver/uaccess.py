@@ -1,10 +1,16 @@
 """copy_from_user / copy_to_user for a driver that lives outside the kernel.
 
-process_vm_readv/writev copy between address spaces at memcpy speed and
-return EFAULT for a bad address instead of faulting, which is exactly the
+process_vm_readv/writev copy between address spaces at near memcpy speed
+and return EFAULT for a bad address instead of faulting, which is exactly the
 contract a kernel driver has with user pointers.  The same calls work on our
 own pid (the preload path, driver embedded in the process) and on a traced
 child (the ptrace path), so the driver never needs to know which it is.
+
+Embedded, the calls go through the driver library's C (use_native): no
+ctypes overhead, a big copy cut in two halves on two threads, and a range on
+the calling thread's live stack copied with memcpy (interposer/stack.h).
+Elsewhere (ptrace tracer, daemon) ctypes, with big copies split by
+copythreads.py.
 """
 
 from __future__ import annotations
@@ -179,4 +185,3 @@ class UserMemory:
             else:
                 buf = data if isinstance(data, bytearray) else bytearray(data)
                 self.write_from(addr, buffer_address(buf), n)
-
