@@ -34,7 +34,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-from pydriver import ioctls, tracing
+from pydriver import copythreads, ioctls, tracing
 from pydriver.config import Config
 from pydriver.context import Context
 from pydriver.device import Device
@@ -121,6 +121,8 @@ class Driver:
         self.mm = mm or UserMemory()
         if tracer is not None:
             self.mm = tracing.TracedUserMemory(self.mm, tracer)
+            if hasattr(tracer, "split_copies"):       # the recorder stages big payloads like copies
+                tracer.split_copies(copythreads.run)
         self.lock = threading.Lock()          # files, devices, mappings
         self.shared = shared
         self._table = shared if shared is not None else Devices(self.config)

@@ -64,8 +64,15 @@ class Recorder:
         except FileExistsError:
             return TraceWriter(f"{self.path}.{pid}", exclusive=False, **kw)
 
+    def split_copies(self, run) -> None:
+        """run(fn, n): how the driver shares a big copy between threads
+        (pydriver/copythreads.py); payload staging uses it too."""
+        self._staging.split = run
+
     def forked(self) -> "Recorder":
-        return Recorder(self.path, self.argv)        # preload path only: the child records itself
+        child = Recorder(self.path, self.argv)       # preload path only: the child records itself
+        child._staging.split = self._staging.split
+        return child
 
     def close(self) -> None:
         if self._writer is not None:

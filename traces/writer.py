@@ -40,7 +40,6 @@ import threading
 import time
 import zlib
 
-from pydriver import copythreads
 from traces import format as tf
 
 COMPRESS_MIN = 512          # smaller payloads are stored as they are
@@ -188,15 +187,17 @@ class Blob:
 class Staging:
     """Reusable buffers for payloads copied at call time and written later.
     Fresh big allocations cost a page fault per page; recycled ones do not.
-    A big copy is shared by the copy threads (pydriver/copythreads.py), so
-    the faults and the memmove run on every core while the program waits in
-    its call: 64 MiB into a fresh buffer 26 -> 18 ms, into a recycled one
-    9.6 -> 5.3 ms (a bytearray, zero-filled first, took 40 ms)."""
+    A big copy may be shared by the driver's copy threads (split, given by
+    the driver: pydriver/copythreads.py run(fn, n)), so the faults and the
+    memmove run on every core while the program waits in its call: 64 MiB
+    into a fresh buffer 26 -> 18 ms, into a recycled one 9.6 -> 5.3 ms (a
+    bytearray, zero-filled first, took 40 ms)."""
 
     def __init__(self, keep: int = 1 << 30):
         self.keep = keep
         self.free: list = []                # bytearrays and mmaps
         self.lock = threading.Lock()
+        self.split = lambda fn, n: fn(0, n)
 
     def copy(self, local_addr: int, n: int):
         import ctypes
@@ -209,7 +210,7 @@ class Staging:
         if buf is None:
             buf = _mapped(n) if n >= STAGING_MAP_MIN else bytearray(n)
         dst = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-        copythreads.run(lambda off, size: ctypes.memmove(dst + off, local_addr + off, size), n)
+        self.split(lambda off, size: ctypes.memmove(dst + off, local_addr + off, size), n)
         return memoryview(buf)[:n], lambda: self._give_back(buf)
 
     def _give_back(self, buf) -> None:
