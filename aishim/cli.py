@@ -31,16 +31,12 @@ def _preload_path() -> str:
 
 def child_env(args, base=None) -> dict:
     """Environment for a program run under the shim."""
-    env = dict(os.environ if base is None else base)
+    from pydriver.config import option_env
+    env = option_env(os.environ if base is None else base, devices=getattr(args, "devices", None),
+                     fw=getattr(args, "fw", None), verbose=getattr(args, "verbose", False))
     lib = _preload_path()
     pre = env.get("LD_PRELOAD", "")
     env["LD_PRELOAD"] = lib + (" " + pre if pre else "")
-    if getattr(args, "devices", None) is not None:
-        env["AISHIM_DEVICES"] = str(args.devices)
-    if getattr(args, "fw", None):
-        env["AISHIM_FW"] = args.fw
-    if getattr(args, "verbose", False):
-        env["AISHIM_LOG"] = "debug"
     if getattr(args, "connect", None):
         env["AISHIM_CONNECT"] = args.connect
     return env
@@ -175,7 +171,7 @@ def cmd_serve(args, out) -> int:
     """The driver as a daemon, in the foreground, until SIGINT/SIGTERM."""
     import signal
 
-    from pydriver.config import Config
+    from pydriver.config import Config, option_env
     from pydriver.server import Server, ServerError
 
     class _Stop(Exception):
@@ -189,13 +185,7 @@ def cmd_serve(args, out) -> int:
             raise _Stop()
 
     _check_fw(args.fw)
-    env = dict(os.environ)
-    if args.devices is not None:
-        env["AISHIM_DEVICES"] = str(args.devices)
-    if args.fw:
-        env["AISHIM_FW"] = args.fw
-    if args.verbose:
-        env["AISHIM_LOG"] = "debug"
+    env = option_env(os.environ, devices=args.devices, fw=args.fw, verbose=args.verbose)
     env.setdefault("AISHIM_LOG", "info")
     config = Config.from_env(env)
 

@@ -59,3 +59,17 @@ class Config:
             watchdog_s=watchdog,
             inject_bug=env.get("AISHIM_INJECT_BUG") or None,
         )
+
+
+def option_env(base, *, devices: int | None = None, fw: str | None = None, verbose: bool = False) -> dict:
+    """A copy of environment base with the AISHIM_* variables that the
+    command-line options --devices, --fw and -v stand for (what from_env
+    reads back): one place for every front end that starts a driver."""
+    env = dict(base)
+    if devices is not None:
+        env["AISHIM_DEVICES"] = str(devices)
+    if fw:
+        env["AISHIM_FW"] = fw
+    if verbose:
+        env["AISHIM_LOG"] = "debug"
+    return env

@@ -40,13 +40,8 @@ def main(argv=None) -> int:
     if not cmd:
         print("aishim: no program given (python -m interposer.ptrace -- PROG ARGS...)", file=sys.stderr)
         return 2
-    env = dict(os.environ)
-    if args.devices is not None:
-        env["AISHIM_DEVICES"] = str(args.devices)
-    if args.fw:
-        env["AISHIM_FW"] = args.fw
-    if args.verbose:
-        env["AISHIM_LOG"] = "debug"
+    from pydriver.config import option_env
+    env = option_env(os.environ, devices=args.devices, fw=args.fw, verbose=args.verbose)
 
     from interposer.ptrace import MemoryRecorder, TracerError, run
     rec = MemoryRecorder() if args.events else None
