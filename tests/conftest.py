@@ -65,3 +65,25 @@ def run(cmd, *, shim=True, env=None, timeout=120, **kw) -> subprocess.CompletedP
 
 def aishim(*args, **kw) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "aishim.cli", *args], shim=False, **kw)
+
+
+# -- the driver on its own, no interposer (test_driver.py, test_device_driver.py)
+
+@pytest.fixture
+def drv():
+    from pydriver.config import Config
+    from pydriver.driver import Driver
+    return Driver(Config(devices=2, vram_size=64 << 20))
+
+
+@pytest.fixture
+def c(drv):
+    from pydriver.client import Client
+    client = Client(drv)
+    yield client
+    client.close()
+
+
+def err(excinfo) -> int:
+    """The errno of a pytest.raises(OSError) result."""
+    return excinfo.value.errno

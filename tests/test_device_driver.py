@@ -18,13 +18,11 @@ import pytest
 from pydriver import device as device_mod
 from pydriver.asm import assemble
 from pydriver.client import Client
-from pydriver.config import Config
-from pydriver.driver import Driver
 from pydriver.sim.clock import DeviceClock
 from structs import enums, fw, uapi
 from structs.enums import CmdType, FenceStatus, TransformerOp
 
-from conftest import ROOT
+from conftest import ROOT, err
 
 HELLO = """
 .entry hello
@@ -41,22 +39,6 @@ HELLO = """
         printf          "never %u\\n", r0
         exit
 """
-
-
-@pytest.fixture
-def drv():
-    return Driver(Config(devices=2, vram_size=64 << 20))
-
-
-@pytest.fixture
-def c(drv):
-    client = Client(drv)
-    yield client
-    client.close()
-
-
-def err(excinfo) -> int:
-    return excinfo.value.errno
 
 
 def submit(c, q, *cmds) -> int:

@@ -10,26 +10,10 @@ import time
 import pytest
 
 from pydriver.client import Client
-from pydriver.config import Config
-from pydriver.driver import Driver
 from structs import uapi
 from structs.enums import CmdType, EventStatus, FenceStatus, QueryType
 
-
-@pytest.fixture
-def drv():
-    return Driver(Config(devices=2, vram_size=64 << 20))
-
-
-@pytest.fixture
-def c(drv):
-    client = Client(drv)
-    yield client
-    client.close()
-
-
-def err(excinfo) -> int:
-    return excinfo.value.errno
+from conftest import err
 
 
 def test_query_size_protocol(c):
