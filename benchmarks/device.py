@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +24,10 @@ from pydriver.asm import assemble
 from pydriver.client import Client
 from pydriver.config import Config
 from pydriver.driver import Driver
+from pydriver.sim.bench import best
 from structs.enums import FenceStatus
 
 KERNELS = Path(__file__).resolve().parent.parent / "umd" / "kernels"
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 class Device:

@@ -29,7 +29,8 @@ def _program(name: str) -> Program:
         return Program.from_module(parse_module(assemble(f.read(), name + ".s")))
 
 
-def _best(fn, repeat: int) -> float:
+def best(fn, repeat: int) -> float:
+    """The shortest of repeat timed calls of fn(), in seconds."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         launch(vecadd, 0, grid, (256, 1, 1), params, mem)
 
     run()                                   # first touch of the output pages
-    t_np = _best(lambda: a + b, args.repeat)
-    t_k = _best(run, args.repeat)
+    t_np = best(lambda: a + b, args.repeat)
+    t_k = best(run, args.repeat)
     if not np.array_equal(mem.view(pc, n, np.float32), a + b):
         raise SystemExit("vecadd gave a wrong result")
     print(f"vecadd n={n}: kernel {t_k * 1e3:.1f} ms, numpy a+b {t_np * 1e3:.1f} ms, "
@@ -67,13 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     saved = chunk_mod.USE_FORMS
     chunk_mod.USE_FORMS = False
     try:
-        t_g = _best(run, max(1, args.repeat // 2))
+        t_g = best(run, max(1, args.repeat // 2))
     finally:
         chunk_mod.USE_FORMS = saved
     print(f"vecadd without the symbolic fast paths (per-thread gather): {t_g * 1e3:.1f} ms, "
           f"ratio {t_g / t_np:.1f}x")
     empty = _program("empty")
-    t_e = _best(lambda: [launch(empty, 0, (1, 1, 1), (1, 1, 1), b"", mem) for _ in range(1000)],
+    t_e = best(lambda: [launch(empty, 0, (1, 1, 1), (1, 1, 1), b"", mem) for _ in range(1000)],
                 args.repeat)
     print(f"empty kernel: {t_e * 1e3:.1f} us per launch")
 
