@@ -93,19 +93,25 @@ def absolute(tid: int, dirfd: int, path: str) -> str | None:
     return posixpath.join(base, path)
 
 
-def device_minor(tid: int, dirfd: int, raw: bytes, devices: int) -> int | None:
-    """Minor of /dev/aicardN named by (dirfd, raw path), else None."""
-    base = raw.rsplit(b"/", 1)[-1]
-    if not base.startswith(NODE_NAME.encode()):
-        return None
+def _resolved(tid: int, dirfd: int, raw: bytes) -> str | None:
+    """The absolute, lexically normalized path a tracee syscall names by
+    (dirfd, raw path); None if it is not text or its base cannot be read."""
     try:
         path = raw.decode()
     except UnicodeDecodeError:
         return None
     full = absolute(tid, dirfd, path)
-    if full is None:
+    return None if full is None else normalize(full)
+
+
+def device_minor(tid: int, dirfd: int, raw: bytes, devices: int) -> int | None:
+    """Minor of /dev/aicardN named by (dirfd, raw path), else None."""
+    base = raw.rsplit(b"/", 1)[-1]
+    if not base.startswith(NODE_NAME.encode()):
         return None
-    norm = normalize(full)
+    norm = _resolved(tid, dirfd, raw)
+    if norm is None:
+        return None
     prefix = f"{DEV_DIR}/{NODE_NAME}"
     if not norm.startswith(prefix):
         return None
@@ -119,14 +125,9 @@ def device_minor(tid: int, dirfd: int, raw: bytes, devices: int) -> int | None:
 def glob_match(tid: int, dirfd: int, raw: bytes, pattern: str) -> str | None:
     """For passthrough: the path if it (lexically, or with symlinks
     resolved as the tracer sees them) matches the glob, else None."""
-    try:
-        path = raw.decode()
-    except UnicodeDecodeError:
+    norm = _resolved(tid, dirfd, raw)
+    if norm is None:
         return None
-    full = absolute(tid, dirfd, path)
-    if full is None:
-        return None
-    norm = normalize(full)
     if fnmatch.fnmatchcase(norm, pattern):
         return norm
     real = os.path.realpath(norm)
