@@ -251,6 +251,11 @@ def _read_name(strtab: bytes, strtab_off: int, name_off: int, what: str, field_o
     return name
 
 
+# Per-function fields with an upper bound, checked in this order.
+_FUNCTION_LIMITS = (("num_regs", MAX_REGS), ("num_preds", MAX_PREDS), ("shared_size", MAX_SHARED_SIZE),
+                    ("param_size", MAX_PARAM_SIZE), ("param_count", MAX_PARAMS))
+
+
 def parse_module(image: bytes) -> Module:
     """Validate and decode a module image.  Raises ModuleFormatError and nothing else."""
     try:
@@ -320,21 +325,10 @@ def parse_module(image: bytes) -> Module:
             raise ModuleFormatError(f"{what}: instructions [{fe.entry}, {fe.entry + fe.num_instrs})"
                                     f" are outside the code section ({code_instrs} instructions)",
                                     base + F["entry"])
-        if fe.num_regs > MAX_REGS:
-            raise ModuleFormatError(f"{what}: num_regs {fe.num_regs} > {MAX_REGS}",
-                                    base + F["num_regs"])
-        if fe.num_preds > MAX_PREDS:
-            raise ModuleFormatError(f"{what}: num_preds {fe.num_preds} > {MAX_PREDS}",
-                                    base + F["num_preds"])
-        if fe.shared_size > MAX_SHARED_SIZE:
-            raise ModuleFormatError(f"{what}: shared_size {fe.shared_size} > {MAX_SHARED_SIZE}",
-                                    base + F["shared_size"])
-        if fe.param_size > MAX_PARAM_SIZE:
-            raise ModuleFormatError(f"{what}: param_size {fe.param_size} > {MAX_PARAM_SIZE}",
-                                    base + F["param_size"])
-        if fe.param_count > MAX_PARAMS:
-            raise ModuleFormatError(f"{what}: param_count {fe.param_count} > {MAX_PARAMS}",
-                                    base + F["param_count"])
+        for field, limit in _FUNCTION_LIMITS:
+            value = getattr(fe, field)
+            if value > limit:
+                raise ModuleFormatError(f"{what}: {field} {value} > {limit}", base + F[field])
         if fe.param_first > hdr.param_count or fe.param_count > hdr.param_count - fe.param_first:
             raise ModuleFormatError(f"{what}: params [{fe.param_first}, "
                                     f"{fe.param_first + fe.param_count}) are outside the parameter "
