@@ -98,7 +98,6 @@ class Device:
         # talk to it: the same, unless a test forces a mismatch.
         self.fw_version, self.drv_version = config.fw_for(minor)
         self.S = fw.FwStructs(self.drv_version)
-        self._encoders: dict = {}          # command name -> (pack_values, type id, size)
         self.vram = Vram(config.vram_size, f"aicard{minor}-vram")
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
@@ -246,11 +245,7 @@ class Device:
     def _encode(self, name: str, **fields) -> bytes:
         """A command in this driver's firmware layout; fields the version
         does not have (prio before 2.1, say) are left out."""
-        enc = self._encoders.get(name)
-        if enc is None:
-            layout = self.S.commands[name]
-            enc = self._encoders[name] = (layout.codec().pack_values, self.S.cmd_ids[name], layout.sizeof())
-        pack, fields["type"], fields["entry_size"] = enc
+        pack, fields["type"], fields["entry_size"] = self.S.command_encoder(name)
         return pack(fields, ignore_unknown=True)
 
     def _push(self, entry: bytes) -> None:

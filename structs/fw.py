@@ -395,7 +395,40 @@ class FwStructs:
         self.commands = {name: COMMANDS[name].layout(version) for name in self.cmd_ids}
         self.completions = {name: COMPLETIONS[name].layout(version) for name in self.comp_ids}
         self.cmd_header_size = self.CmdHeader.sizeof()
+        self._cmd_encoders: dict = {}
+        self._comp_encoders: dict = {}
+        self._cmd_decoders: dict = {}
 
     def command_by_id(self, type_id: int):
         name = self.cmd_names.get(type_id)
         return (name, self.commands[name]) if name else (None, None)
+
+    # What the ring's producers and its consumer use per entry, made once per
+    # name or type id: the layouts' lookups cost more than a small entry's
+    # packing.  The caches belong to this version's FwStructs.
+
+    def command_encoder(self, name: str) -> tuple:
+        """(pack_values, type id, entry size) of command name."""
+        return self._encoder(self._cmd_encoders, self.commands, self.cmd_ids, name)
+
+    def completion_encoder(self, name: str) -> tuple:
+        """(pack_values, type id, entry size) of completion name."""
+        return self._encoder(self._comp_encoders, self.completions, self.comp_ids, name)
+
+    @staticmethod
+    def _encoder(cache: dict, layouts: dict, ids: dict, name: str) -> tuple:
+        enc = cache.get(name)
+        if enc is None:
+            layout = layouts[name]
+            enc = cache[name] = (layout.codec().pack_values, ids[name], layout.sizeof())
+        return enc
+
+    def command_decoder(self, type_id: int) -> tuple | None:
+        """(name, entry size, unpack) of command type type_id, None if unknown."""
+        dec = self._cmd_decoders.get(type_id)
+        if dec is None:
+            name, layout = self.command_by_id(type_id)
+            if layout is None:
+                return None
+            dec = self._cmd_decoders[type_id] = (name, layout.sizeof(), layout.codec().unpack)
+        return dec

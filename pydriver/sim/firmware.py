@@ -104,8 +104,6 @@ class Firmware:
         self.spaces: dict[int, AddressSpace] = {}
         self.queues: dict[tuple, FwQueue] = {}
         self._runners: dict = {}            # command name -> its _cmd_ method
-        self._completion_encoders: dict = {}  # completion name -> (pack_values, type id, size)
-        self._decoders: dict = {}           # command type id -> (name, size, unpack), this version's
         self.cmd_ring: Ring | None = None
         self.evt_ring: Ring | None = None
         self._programs: dict = {}
@@ -163,13 +161,10 @@ class Firmware:
                                              f"{fw.version_str(self.driver_version)} (init data)")
             return
         etype = entry[0] | entry[1] << 8
-        dec = self._decoders.get(etype)
+        dec = self.S.command_decoder(etype)
         if dec is None:
-            name, layout = self.S.command_by_id(etype)
-            if layout is None:
-                self._bad_command(offset, entry, f"unknown command type {etype:#x}")
-                return
-            dec = self._decoders[etype] = (name, layout.sizeof(), layout.codec().unpack)
+            self._bad_command(offset, entry, f"unknown command type {etype:#x}")
+            return
         name, size, unpack = dec
         if len(entry) != size:
             self._bad_command(offset, entry, f"{name} is {size:#x} bytes in firmware "
@@ -535,12 +530,7 @@ class Firmware:
     # -- completions ------------------------------------------------------------
 
     def _push_completion(self, name: str, asid: int, queue: int, seqno: int, **fields) -> None:
-        enc = self._completion_encoders.get(name)
-        if enc is None:
-            layout = self.S.completions[name]
-            enc = self._completion_encoders[name] = (layout.codec().pack_values, self.S.comp_ids[name],
-                                                     layout.sizeof())
-        pack, fields["type"], fields["entry_size"] = enc
+        pack, fields["type"], fields["entry_size"] = self.S.completion_encoder(name)
         fields["asid"], fields["queue"], fields["seqno"] = asid, queue, seqno
         self.evt_ring.push(pack(fields))
 
