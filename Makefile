@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 shim: $(SHIM)
 
-$(SHIM): $(STAMP) interposer/preload.c interposer/preload.h interposer/stack.h interposer/build.py
+$(SHIM): $(STAMP) interposer/preload.c interposer/preload.h interposer/usercopy.h interposer/build.py
 	$(VPY) -m interposer.build --out $(BUILD)/lib
 
 ASM_DEPS := $(CURDIR)/pydriver/asm.py $(CURDIR)/structs/isa.py $(CURDIR)/structs/module.py

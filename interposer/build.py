@@ -86,7 +86,7 @@ DRIVER_C = r"""
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "stack.h"
+#include "usercopy.h"
 
 #define AISHIM_PYTHON %(python)s
 
@@ -164,17 +164,7 @@ static long user_copy1(int pid, int to_user, uint64_t local, uint64_t remote, ui
 {
     if (!self_pid)
         self_pid = getpid();
-    if (pid == self_pid && aicard_on_live_stack(remote, n)) {
-        if (to_user)
-            memcpy((void *)(uintptr_t)remote, (void *)(uintptr_t)local, n);
-        else
-            memcpy((void *)(uintptr_t)local, (void *)(uintptr_t)remote, n);
-        return (long)n;
-    }
-    struct iovec l = { (void *)(uintptr_t)local, n }, r = { (void *)(uintptr_t)remote, n };
-    ssize_t got = to_user ? process_vm_writev(pid, &l, 1, &r, 1, 0)
-                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
-    return got < 0 ? -errno : got;
+    return aicard_copy_user(pid, pid == self_pid, (void *)(uintptr_t)local, remote, n, to_user);
 }
 
 static void *user_copy_thread(void *arg)
@@ -274,7 +264,7 @@ def build_driver(out: Path) -> Path:
 
 
 def sources() -> list[Path]:
-    return [HERE / "preload.c", HERE / "preload.h", HERE / "stack.h", Path(__file__).resolve()]
+    return [HERE / "preload.c", HERE / "preload.h", HERE / "usercopy.h", Path(__file__).resolve()]
 
 
 def is_stale(out: Path = DEFAULT_OUT) -> bool:

@@ -41,7 +41,7 @@
 
 #include "preload.h"
 #define AICARD_STACK_TLS __attribute__((tls_model("initial-exec")))
-#include "stack.h"
+#include "usercopy.h"
 
 #define AICARD_EXPORT __attribute__((visibility("default")))
 
@@ -653,17 +653,7 @@ AICARD_EXPORT int fcntl64(int, int, ...) __attribute__((alias("fcntl")));
 
 static ssize_t copy_user(void *local, uint64_t remote, size_t n, int to_user)
 {
-	if (aicard_on_live_stack(remote, n)) {
-		if (to_user)
-			memcpy((void *)(uintptr_t)remote, local, n);
-		else
-			memcpy(local, (void *)(uintptr_t)remote, n);
-		return 0;
-	}
-	struct iovec l = { local, n }, r = { (void *)(uintptr_t)remote, n };
-	ssize_t got = to_user ? process_vm_writev(self_pid, &l, 1, &r, 1, 0)
-			      : process_vm_readv(self_pid, &l, 1, &r, 1, 0);
-	return got == (ssize_t)n ? 0 : -EFAULT;
+	return aicard_copy_user(self_pid, 1, local, remote, n, to_user) == (long)n ? 0 : -EFAULT;
 }
 
 AICARD_EXPORT int ioctl(int fd, unsigned long req, ...)

@@ -8,7 +8,7 @@ child (the ptrace path), so the driver never needs to know which it is.
 
 Embedded, the calls go through the driver library's C (use_native): no
 ctypes overhead, a big copy cut in two halves on two threads, and a range on
-the calling thread's live stack copied with memcpy (interposer/stack.h).
+the calling thread's live stack copied with memcpy (interposer/usercopy.h).
 Elsewhere (ptrace tracer, daemon) ctypes, with big copies split by
 copythreads.py.
 """

@@ -7,7 +7,7 @@ driver library's C splits the copy over two pthreads), the ptrace tracer and
 the daemon (process_vm_* through ctypes, split by pydriver/copythreads.py).
 
 Small arguments on the caller's live stack are copied with memcpy, the rest
-with process_vm_* (interposer/stack.h): tests/c/argcopy.c tries every kind
+with process_vm_* (interposer/usercopy.h): tests/c/argcopy.c tries every kind
 of memory a program may hand over.
 """
 

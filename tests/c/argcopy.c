@@ -1,7 +1,7 @@
 /*
  * argcopy.c - ioctl arguments (and a nested user pointer) from every kind
  * of memory a program may use.  Arguments on the calling thread's live
- * stack are copied with memcpy (interposer/stack.h); everything else goes
+ * stack are copied with memcpy (interposer/usercopy.h); everything else goes
  * through process_vm_readv/writev.  Either way the answer must be right,
  * and a bad pointer EFAULT.  Reports through check.h.
  */
