@@ -74,16 +74,21 @@ class Ring:
     def _get(self, off: int, what: str) -> int:
         return self._index(_U32.unpack_from(self.mem, off)[0], what)
 
+    def _head_tail(self) -> tuple[int, int]:
+        """(head, tail), checked: one test for the usual case, _get for the
+        message that says which is corrupt."""
+        head, tail = _U32.unpack_from(self.mem, self._head)[0], _U32.unpack_from(self.mem, self._tail)[0]
+        if head >= self.size or tail >= self.size or (head | tail) & (ALIGN - 1):
+            self._get(self._head, "head"), self._get(self._tail, "tail")
+        return head, tail
+
     # -- producer ----------------------------------------------------------
 
     def push(self, entry: bytes) -> int:
         """Append entry (whose bytes 2..3 already hold its size); returns its
         offset in the data area.  RingFull if the consumer is too far behind."""
-        mem, size = self.mem, self.size
-        head, tail = _U32.unpack_from(mem, self._head)[0], _U32.unpack_from(mem, self._tail)[0]
-        if head >= size or tail >= size or (head | tail) & (ALIGN - 1):
-            self._get(self._head, "head"), self._get(self._tail, "tail")      # raises, saying which
-        n = (len(entry) + ALIGN - 1) & ~(ALIGN - 1)
+        head, tail = self._head_tail()
+        n = align(len(entry))
         free = (head - tail - ALIGN) % self.size
         if tail + n > self.size:            # does not fit before the end: wrap
             if free < (self.size - tail) + n:
@@ -108,9 +113,7 @@ class Ring:
         tail, moving head past each as it is yielded; an entry whose size
         makes no sense yields (offset, None, first bytes) and ends the batch."""
         mem, data, size, head_at = self.mem, self.data, self.size, self._head
-        head, tail = _U32.unpack_from(mem, head_at)[0], _U32.unpack_from(mem, self._tail)[0]
-        if head >= size or tail >= size or (head | tail) & (ALIGN - 1):
-            self._get(head_at, "head"), self._get(self._tail, "tail")         # raises, saying which
+        head, tail = self._head_tail()
         while head != tail:
             pos = data + head
             etype, esize = _ENTRY_HEAD.unpack_from(mem, pos)
@@ -119,7 +122,7 @@ class Ring:
                 _U32.pack_into(mem, head_at, 0)
                 continue
             avail = (tail - head) % size
-            n = (esize + ALIGN - 1) & ~(ALIGN - 1)
+            n = align(esize)
             if esize < _ENTRY_HEAD.size or n > avail or head + esize > size:
                 # Skip everything: the producer wrote something we cannot size.
                 bad = bytes(mem[pos:pos + min(64, size - head)])
