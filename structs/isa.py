@@ -281,16 +281,22 @@ def derive_numpy_layout(struct):
 _derived: tuple | None = None
 
 
-def __getattr__(name: str):
-    """INSTRUCTION_DTYPE and INSTRUCTION_BITFIELDS, derived on first use:
-    they need numpy, and a process whose first device call is a query (the
+def _numpy_layout() -> tuple:
+    """(INSTRUCTION_DTYPE, INSTRUCTION_BITFIELDS), derived on first use: they
+    need numpy, and a process whose first device call is a query (the
     start-up the README measures) should not wait ~50 ms for numpy."""
     global _derived
-    if name in ("INSTRUCTION_DTYPE", "INSTRUCTION_BITFIELDS"):
-        if _derived is None:
-            _derived = derive_numpy_layout(Instruction)
-            assert _derived[0].itemsize == INSTRUCTION_SIZE
-        return _derived[0] if name == "INSTRUCTION_DTYPE" else _derived[1]
+    if _derived is None:
+        _derived = derive_numpy_layout(Instruction)
+        assert _derived[0].itemsize == INSTRUCTION_SIZE
+    return _derived
+
+
+def __getattr__(name: str):
+    if name == "INSTRUCTION_DTYPE":
+        return _numpy_layout()[0]
+    if name == "INSTRUCTION_BITFIELDS":
+        return _numpy_layout()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -303,7 +309,7 @@ def decode_instructions(code: bytes) -> dict:
     if len(code) % INSTRUCTION_SIZE:
         raise ValueError(f"code size {len(code)} is not a multiple of {INSTRUCTION_SIZE}")
     import numpy as np
-    dtype, bitfields = __getattr__("INSTRUCTION_DTYPE"), __getattr__("INSTRUCTION_BITFIELDS")
+    dtype, bitfields = _numpy_layout()
     raw = np.frombuffer(code, dtype=dtype)
     out = {name: np.ascontiguousarray(raw[name]).astype(dtype[name].newbyteorder("="))
            for name in dtype.names}
